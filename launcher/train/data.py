@@ -170,12 +170,6 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
         return n if self.drop_last or len(self.lengths) % self.batch_size == 0 else n + 1
 
 
-def eval_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Evaluation order: sorted by length (least padding), fixed."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[s: s + batch_size] for s in range(0, len(order), batch_size)]
-
-
 def set_offline_when_local(job: Job, base: Path) -> None:
     """Everything local: tell the hub libraries not to try the network (air-gapped machines)."""
     refs = [job.data.train] + ([job.data.validation] if job.data.validation else [])

@@ -13,7 +13,6 @@ import torch
 
 from launcher.train import metrics as mt
 from launcher.train import state as st
-from launcher.train.data import eval_batches
 
 
 @dataclass
@@ -28,10 +27,12 @@ class EvalResult:
 
 
 def eval_loader(val_ds, batch_size: int, collate):
+    """Longest first (little padding), fixed batch size so that accelerate shards evenly and
+    gather_for_metrics drops the duplicates it adds to the last batch."""
     cols = [c for c in val_ds.column_names if c in ("input_ids", "labels", "idx")]
-    feats = val_ds.select_columns(cols)
-    return torch.utils.data.DataLoader(feats, batch_sampler=eval_batches(val_ds["length"], batch_size),
-                                       collate_fn=collate)
+    feats = val_ds.select_columns(cols).sort("length", reverse=True) if "length" in cols else \
+        val_ds.sort("length", reverse=True).select_columns(cols)
+    return torch.utils.data.DataLoader(feats, batch_size=batch_size, shuffle=False, collate_fn=collate)
 
 
 def improves(metric: str, new: float, best) -> bool:

@@ -89,8 +89,9 @@ def run(args) -> int:
     from launcher.train.model import build_model, count_parameters, load_tokenizer, param_groups
 
     t = job.training
+    # cpu=True with no GPU: several CPU processes then join with gloo (MULTI_CPU).
     accelerator = Accelerator(gradient_accumulation_steps=t.gradient_accumulation_steps,
-                              mixed_precision=_mixed_precision(job))
+                              mixed_precision=_mixed_precision(job), cpu=not torch.cuda.is_available())
     main_proc = accelerator.is_main_process
     if main_proc:
         run_dir.mkdir(parents=True, exist_ok=True)
