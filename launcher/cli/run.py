@@ -1,0 +1,176 @@
+"""`launch [--provider P] JOB`: plan, print the privacy note, then dry-run, run here, or submit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+
+def add_arguments(p, _cmd: str) -> None:
+    p.add_argument("job", help="the job file (YAML)")
+    p.add_argument("--provider", "-p", default="local", help="where to run (default: local)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a job field, e.g. --set training.epochs=1 (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="plan and render only; contact no one")
+    p.add_argument("--out", default=None, help="where --dry-run writes plan.json, bundle/ and the request")
+    p.add_argument("--resume-from", default=None, help="continue from a run directory or s3:// gs:// URI")
+    p.add_argument("--fresh", action="store_true", help="start over; the old run directory is kept, renamed")
+    p.add_argument("--accept-privacy-risk", action="store_true",
+                   help="run where the data's sensitivity says no; recorded in plan.json")
+    p.add_argument("--processes", type=int, default=None, help="local: processes on this machine (default: one per GPU, or 1)")
+    p.add_argument("--follow", action="store_true", help="remote: stream logs after submitting")
+    p.add_argument("--quiet", "-q", action="store_true", help="only errors and results")
+    p.add_argument("--format", choices=["human", "json"], default="human")
+
+
+def run(args, out, _cmd: str) -> int:
+    from launcher.jobfile import load_job
+    from launcher.plan import make_plan
+
+    loaded = load_job(args.job, args.overrides)
+    provider = args.provider
+    from launcher.backends import get_backend
+    backend = get_backend(provider)
+
+    if args.dry_run:
+        dest = Path(args.out or f"plan-{loaded.job.name}-{provider}")
+        plan = make_plan(loaded, provider, dest / "bundle", accept_privacy_risk=args.accept_privacy_risk,
+                         resume_from=args.resume_from, backend=backend)
+        _privacy_note(plan, out)
+        written = backend.render(plan, dest)
+        plan_path = plan.write(dest)
+        if out.json_mode:
+            out.json({"plan": str(plan_path), "bundle_sha256": plan.bundle.sha256,
+                      "artifacts": [str(p) for p in written]})
+        else:
+            out.info(f"dry run for {provider}: nothing was started")
+            out.result(f"plan      {plan_path}")
+            out.result(f"bundle    {dest / 'bundle'}  sha256 {plan.bundle.sha256[:16]}…  "
+                       f"({len(plan.bundle.files)} files, {plan.bundle.size_bytes / 1e6:.1f} MB)")
+            for p in written:
+                out.result(f"artifact  {p}")
+        return 0
+
+    if provider == "local":
+        return _run_local(args, loaded, backend, out)
+    return _submit(args, loaded, backend, out)
+
+
+def _privacy_note(plan, out) -> None:
+    d = plan.privacy
+    out.info(d.note)
+    for w in getattr(d, "warnings", []) or []:
+        out.warn(w)
+    for n in plan.notes:
+        out.info(n)
+
+
+def _run_local(args, loaded, backend, out) -> int:
+    from launcher.backends.local import check_reuse, move_aside
+    from launcher.plan import make_plan
+    from launcher.progress import follow
+
+    run_dir = Path(loaded.job.run_dir()).resolve()
+    if args.fresh:
+        old = move_aside(run_dir)
+        if old:
+            out.info(f"--fresh: the previous run was kept at {old}")
+    staging = run_dir / ".bundle-new"
+    plan = make_plan(loaded, "local", staging, accept_privacy_risk=args.accept_privacy_risk,
+                     resume_from=args.resume_from, backend=backend)
+    _privacy_note(plan, out)
+    try:
+        mode = check_reuse(run_dir, (staging / "job.yaml").read_text())
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if (run_dir / "bundle").exists():
+        shutil.rmtree(run_dir / "bundle")
+    staging.rename(run_dir / "bundle")
+    plan.bundle = plan.bundle.__class__(run_dir / "bundle", plan.bundle.sha256, plan.bundle.files)
+    plan.run_dir = run_dir
+    plan.write(run_dir)
+    if mode == "complete":
+        out.info(f"{run_dir} already holds this job, complete; pass --fresh to train again")
+        _print_results(run_dir, out)
+        return 0
+    if mode == "resume":
+        from launcher.train.state import latest_checkpoint
+        ck = latest_checkpoint(run_dir)
+        out.info(f"Resuming from {ck}" if ck else "Resuming: no complete checkpoint yet, starting over")
+    from launcher.train.launch import _count_gpus
+    gpus = _count_gpus()
+    where = f"{gpus} local GPU(s)" if gpus else "CPU (no GPU here)"
+    if loaded.job.compute.gpu != "none":
+        out.info(f"local: compute.gpu {loaded.job.compute.gpu} is for remote providers; "
+                 f"this run uses {where}")
+    else:
+        out.info(f"local: this run uses {where}")
+    out.info(f"run directory {run_dir}  (log: {run_dir / 'train.log'})")
+    handle = backend.submit(plan, run_dir, processes=args.processes,
+                            progress=lambda rd, proc: follow(rd, proc, out))
+    rc = handle.extra.get("exit_code", 1)
+    if handle.extra.get("interrupted") or rc == 143:
+        out.info("stopped; a checkpoint was saved. Run the same command again to resume.")
+        return 130
+    if rc != 0:
+        _print_failure(run_dir, rc, out)
+        return rc if rc in (2,) else 1
+    _print_results(run_dir, out)
+    return 0
+
+
+def _print_failure(run_dir: Path, rc: int, out) -> None:
+    log = run_dir / "train.log"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    errs = [line for line in lines if line.startswith("error:")]
+    last = errs[-1] if errs else next((line for line in reversed(lines)
+                                       if line.strip() and not line.startswith(("=", " "))), "")
+    out.info(f"training failed (exit {rc}); see {log}")
+    if last:
+        out.info(last if last.startswith("error:") else f"error: {last.strip()[:300]}")
+
+
+def _print_results(run_dir: Path, out) -> None:
+    try:
+        from launcher.report import after_run
+    except ImportError:
+        after_run = None
+    if after_run is not None:
+        after_run(run_dir, out)
+        return
+    try:
+        m = json.loads((run_dir / "eval_metrics.json").read_text())
+    except (OSError, ValueError):
+        return
+    rows = [(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in m.items()
+            if not isinstance(v, (list, dict))]
+    out.table(["metric", "value"], rows, title=f"final metrics ({run_dir})")
+
+
+def _submit(args, loaded, backend, out) -> int:
+    from launcher import handles
+    from launcher.plan import make_plan
+
+    dest = Path(loaded.job.run_dir()).resolve()
+    cred = backend.check_credentials()
+    if not cred.ok:
+        from launcher.errors import CredentialsError
+        raise CredentialsError(backend.provider, f"no credentials: {cred.detail}", hint=cred.hint)
+    plan = make_plan(loaded, backend.provider, dest / "bundle", accept_privacy_risk=args.accept_privacy_risk,
+                     resume_from=args.resume_from, backend=backend)
+    _privacy_note(plan, out)
+    plan.write(dest)
+    handle = backend.submit(plan, dest)
+    handles.remember(handle)
+    if out.json_mode:
+        out.json(handle.to_dict())
+    else:
+        out.result(f"submitted {handle.provider}:{handle.job_id}  ({handle.name})")
+        out.info(f"follow it: launch status {handle.job_id} | launch logs {handle.job_id} --follow | "
+                 f"launch cancel {handle.job_id}")
+    if args.follow:
+        for line in backend.logs(handle, follow=True):
+            out.result(line)
+    return 0
