@@ -106,6 +106,14 @@ class DataSpec(_Strict):
         return v
 
 
+# Metrics training.monitor can name (what launcher.train.evaluate measures for each task).
+MONITORS = {
+    "text-classification": ("eval_loss", "eval_accuracy", "eval_f1_macro", "eval_precision_macro",
+                            "eval_recall_macro"),
+    "causal-lm": ("eval_loss", "eval_perplexity", "eval_token_accuracy"),
+}
+
+
 class TrainingSpec(_Strict):
     epochs: int = Field(3, gt=0, le=10000, description="Passes over the training data.")
     batch_size: int = Field(16, gt=0, le=65536, description="Examples per device per step.")
@@ -133,6 +141,14 @@ class TrainingSpec(_Strict):
         if isinstance(v, int) and v <= 0:
             raise ValueError("must be 'epoch' or a positive number of steps")
         return v
+
+    @field_validator("monitor")
+    @classmethod
+    def _known_monitor(cls, v: str) -> str:
+        name = v if v.startswith("eval_") else f"eval_{v}"
+        if name not in MONITORS["text-classification"] + MONITORS["causal-lm"]:
+            raise ValueError(f"unknown metric {v!r}; one of {', '.join(sorted(set(sum(MONITORS.values(), ()))))}")
+        return name
 
 
 class ComputeSpec(_Strict):
@@ -245,6 +261,9 @@ class Job(_Strict):
             raise ValueError("text-classification needs data.label_column")
         if self.model.init == "scratch" and self.task != "causal-lm":
             raise ValueError("init: scratch (pretraining) is supported for task causal-lm")
+        if self.training.monitor not in MONITORS[self.task]:
+            raise ValueError(f"training.monitor {self.training.monitor} is not measured for {self.task}; "
+                             f"one of {', '.join(MONITORS[self.task])}")
         return self
 
     def run_dir(self) -> str:
