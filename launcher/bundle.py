@@ -31,7 +31,7 @@ from launcher.errors import DataError
 from launcher.jobfile import LoadedJob, local_data_files
 
 # Modules of the launcher package the training program needs (nothing of the CLI or backends).
-_SHIPPED = ("__init__.py", "job.py", "errors.py")
+_SHIPPED = ("__init__.py", "job.py", "errors.py", "resume.py", "redact.py")  # resume, redact: used by the training program
 _SHIPPED_DIRS = ("train", "report")
 
 # The training stack pinned into requirements.txt when installed here.
@@ -94,14 +94,31 @@ def requirements(job_model_ref: str) -> tuple[list[str], list[str]]:
     return reqs, nodeps
 
 
-def portable_job(loaded: LoadedJob, data_names: dict[str, str]) -> dict:
-    """The job the training program reads: provider settings and output dir left out."""
+def portable_job(loaded: LoadedJob, data_names: dict[str, str], model_dirs: dict[str, str]) -> dict:
+    """The job the training program reads: provider settings and output dir left out, local
+    files pointing into the bundle."""
     d = loaded.job.portable()
     d["output"].pop("dir", None)
     for key, name in data_names.items():
         d["data"][key] = f"data/{name}"
     d["data"]["prepare"] = None
+    for key, rel in model_dirs.items():
+        d["model"][key] = rel
     return d
+
+
+def local_model_dirs(loaded: LoadedJob) -> dict[str, Path]:
+    """Model/tokenizer references that are folders on this machine (not pkg://, not hub ids)."""
+    out = {}
+    m = loaded.job.model
+    for key, ref in (("name_or_path", m.name_or_path), ("tokenizer", m.tokenizer)):
+        if not ref or ref.startswith("pkg://"):
+            continue
+        p = Path(ref).expanduser()
+        p = p if p.is_absolute() else (loaded.path.parent / p)
+        if p.is_dir():
+            out[key] = p.resolve()
+    return out
 
 
 def _copy_program(dest: Path) -> None:
@@ -133,8 +150,13 @@ def build_bundle(loaded: LoadedJob, dest: Path) -> Bundle:
         (dest / "data").mkdir(exist_ok=True)
         shutil.copyfile(path, dest / "data" / name)
         data_names[key] = name
+    model_dirs: dict[str, str] = {}
+    for key, path in local_model_dirs(loaded).items():
+        rel = "model" if key == "name_or_path" else "tokenizer"
+        shutil.copytree(path, dest / rel, ignore=shutil.ignore_patterns("__pycache__", ".git"))
+        model_dirs[key] = rel
     _copy_program(dest)
-    job = portable_job(loaded, data_names)
+    job = portable_job(loaded, data_names, model_dirs)
     (dest / "job.yaml").write_text(
         "# Written by launcher: the portable job this bundle trains.\n"
         + yaml.safe_dump(job, sort_keys=False))
@@ -179,7 +201,7 @@ def tar_bundle(bundle: Bundle, out: Path) -> Path:
         return ti
 
     import gzip
-    with open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+    with open(out, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w") as tar:
         for rel in sorted(list(bundle.files) + [MANIFEST]):
             tar.add(bundle.path / rel, arcname=rel, filter=clean, recursive=False)

@@ -155,6 +155,8 @@ def _validation_error(e: ValidationError, path: Path, positions: dict, overridde
         msg = f"unknown field '{loc[-1]}'"
     elif err["type"] == "missing":
         msg = "required field is missing"
+    elif err["type"] in ("model_type", "dict_type") and err.get("input") is None:
+        msg = "section is empty; it needs fields (see `launch schema`)"
     elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], (dict, list)):
         msg += f" (got {err['input']!r})"
     extra = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""

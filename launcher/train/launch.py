@@ -15,11 +15,14 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 
 PORT = 29500
+# The training program writes its exit code here (main process) before exiting.
+EXIT_FILE = ".train_exit.json"
 
 
 @dataclass
@@ -74,7 +77,7 @@ def detect(env: dict[str, str] | None = None, gpus: int | None = None) -> Topolo
 
 def accelerate_args(topo: Topology, processes: int | None = None) -> list[str]:
     per_machine = processes or max(topo.gpus_per_machine, 1)
-    args = ["--num_machines", str(topo.num_machines), "--num_processes", str(per_machine * topo.num_machines),
+    args = ["--quiet", "--num_machines", str(topo.num_machines), "--num_processes", str(per_machine * topo.num_machines),
             "--dynamo_backend", "no"]
     if topo.num_machines > 1:
         args += ["--machine_rank", str(topo.machine_rank), "--main_process_ip", topo.main_ip,
@@ -115,7 +118,50 @@ def main(argv=None) -> None:
     if topo.gpus_per_machine == 0 and a.processes and a.processes > 1:
         # Share the cores between CPU processes instead of oversubscribing them.
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // a.processes)))
-    os.execvpe(cmd[0], cmd, env)
+    sys.exit(run_forwarding(cmd, env, a.output_dir))
+
+
+def run_forwarding(cmd: list[str], env: dict, output_dir: str) -> int:
+    """Run accelerate launch, forward SIGTERM/SIGINT to it, and exit with the training program's
+    own code (accelerate's launcher turns every failure into 1; 143 after a preemption checkpoint
+    and 2 for bad input matter to the caller)."""
+    proc = subprocess.Popen(cmd, env=env)
+    told: list = []
+
+    def forward(signum, _frame):
+        # To the training processes themselves, as SIGTERM: accelerate's single-process launcher
+        # dies on SIGTERM and would orphan train.py (which then never hears of it), and a Ctrl-C
+        # already reached train.py through the terminal (a second SIGINT means "give up now").
+        try:
+            import psutil
+            kids = psutil.Process(proc.pid).children(recursive=True)
+        except Exception:  # noqa: BLE001 - no psutil, or the launcher is already gone
+            kids = []
+        for k in kids:
+            try:
+                k.send_signal(signal.SIGTERM)
+                told.append(k)
+            except Exception:  # noqa: BLE001 - exited meanwhile
+                pass
+        if not kids:
+            try:
+                proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    rc = proc.wait()
+    if told:  # the launcher may exit first; the checkpoint is written by its children
+        import psutil
+        psutil.wait_procs(told, timeout=900)
+    if rc != 0:
+        try:
+            with open(os.path.join(output_dir, EXIT_FILE)) as f:
+                rc = int(json.load(f).get("exit_code", rc)) or rc
+        except (OSError, ValueError, TypeError):
+            pass
+    return rc
 
 
 if __name__ == "__main__":

@@ -35,12 +35,56 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    _redact_output()
     try:
         code = run(args)
     except LauncherError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         code = e.exit_code
+    except Exception as e:  # noqa: BLE001 - full traceback to the log, then one summary line
+        import traceback
+        traceback.print_exc()
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"error: {type(e).__name__}: {first}", file=sys.stderr, flush=True)
+        code = 1
+    _record_exit(args.output_dir, code)
     sys.exit(code)
+
+
+def _record_exit(output_dir: str, code: int) -> None:
+    """Tell launcher.train.launch our real exit code (accelerate reports every failure as 1)."""
+    from launcher.train.launch import EXIT_FILE
+    if os.environ.get("RANK", "0") != "0":
+        return
+    try:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(output_dir) / EXIT_FILE).write_text(json.dumps({"exit_code": code, "time": time.time()}))
+    except OSError:
+        pass
+
+
+class _RedactingStream:
+    """Wraps stdout/stderr so no secret value (HF_TOKEN, provider keys) reaches train.log or the
+    provider's log service, whatever a library prints."""
+
+    def __init__(self, stream, redact):
+        self._s, self._redact = stream, redact
+
+    def write(self, text):
+        return self._s.write(self._redact(text) if isinstance(text, str) else text)
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+
+def _redact_output() -> None:
+    try:
+        from launcher.redact import redact, secret_values
+    except ImportError:  # an older bundle without it
+        return
+    if secret_values():
+        sys.stdout = _RedactingStream(sys.stdout, redact)
+        sys.stderr = _RedactingStream(sys.stderr, redact)
 
 
 class _Stop:
@@ -55,6 +99,26 @@ class _Stop:
         if self.requested is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # second Ctrl-C: give up at once
         self.requested = signal.Signals(signum).name
+
+    def check(self, accelerator) -> bool:
+        """True when any process was told to stop. With several processes the flag is agreed on
+        every step (one tiny all-reduce), so all of them reach the checkpoint's collectives at
+        the same step instead of one waiting there while another is still in backward()."""
+        if accelerator.num_processes > 1:
+            import torch
+            flag = torch.tensor([0.0 if self.requested is None else 1.0], device=accelerator.device)
+            if accelerator.reduce(flag, "sum").item() > 0 and self.requested is None:
+                self.requested = "SIGTERM"
+        return self.requested is not None
+
+
+def _resume_source(ref: str, run_dir: Path) -> Path:
+    """--resume-from as a local folder; s3:// and gs:// URIs are fetched first (launcher.resume
+    ships in the bundle; boto3 / google-cloud-storage come with the provider's image)."""
+    if "://" in ref:
+        from launcher.resume import fetch_uri
+        return fetch_uri(ref, run_dir / ".resume-source")
+    return Path(ref).expanduser().resolve()
 
 
 def _mixed_precision(job: Job) -> str:
@@ -133,24 +197,41 @@ def run(args) -> int:
     rs = {"global_step": 0, "epoch": 0, "micro_in_epoch": 0, "best_metric": None, "best_step": None,
           "evals_without_improvement": 0, "train_time_s": 0.0, "examples_seen": 0,
           "real_tokens": 0, "padded_tokens": 0, "job_sha256": job_sha}
+    rs["processes"] = accelerator.num_processes
     resumed_from = None
     if not args.fresh:
-        src = Path(args.resume_from).resolve() if args.resume_from else run_dir
-        ckpt = src if (src / st.STATE_FILE).exists() else st.latest_checkpoint(src)
+        # The run directory's own checkpoints win: a job restarted by its platform (spot
+        # recovery) with the same --resume-from continues from where it got to, not from there.
+        ckpt = st.latest_checkpoint(run_dir)
+        if ckpt is None and args.resume_from:
+            with accelerator.main_process_first():  # one download per machine, not one per process
+                src = _resume_source(args.resume_from, run_dir)
+            ckpt = st.find_checkpoint(src) if src.exists() else None
+            if ckpt is None:
+                raise UsageError(f"--resume-from {args.resume_from}: no complete checkpoint there",
+                                 hint="name a run directory, one of its checkpoints/step-N folders, "
+                                      "or a folder fetched back from a provider")
         if ckpt is not None:
-            saved = st.read_state(ckpt)
-            if saved.get("job_sha256") not in (None, job_sha) and not args.resume_from:
+            saved = st.adapt_position(st.read_state(ckpt), accelerator.num_processes)
+            if saved.get("job_sha256") not in (None, job_sha) and ckpt.parent.parent == run_dir:
                 raise UsageError(
                     f"{run_dir} holds checkpoints of a different job",
                     hint="use another output.dir, or --fresh to start over (the old run is kept aside)")
-            accelerator.load_state(str(ckpt))
+            try:
+                accelerator.load_state(str(ckpt))
+            except Exception as e:  # noqa: BLE001 - a checkpoint of another model or shape
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                raise UsageError(f"cannot resume from {ckpt}: {type(e).__name__}: {first}",
+                                 hint="resume only a run of the same model and task, or pass --fresh") from None
             rs.update({k: v for k, v in saved.items() if k in rs})
-            rs["job_sha256"] = job_sha
+            rs["job_sha256"], rs["processes"] = job_sha, accelerator.num_processes
             resumed_from = ckpt
             log(f"Resuming from {ckpt} (step {rs['global_step']}, epoch {rs['epoch']})")
-    if resumed_from is not None and resumed_from.parent.parent == run_dir:
+    if resumed_from is not None and resumed_from.parent.parent != run_dir and main_proc:
+        st.carry_metrics(resumed_from.parent.parent, run_dir)  # continuous curves across providers
+    if resumed_from is not None:
         metrics.truncate_after(rs["global_step"])
-    elif main_proc and metrics.path.exists() and resumed_from is None:
+    elif main_proc and metrics.path.exists():
         metrics.path.unlink()
     metrics.write({"type": "start", "step": rs["global_step"], "task": job.task, "epochs": t.epochs,
                    "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
@@ -208,8 +289,8 @@ def run(args) -> int:
         dl = train_dl
         if rs["micro_in_epoch"]:
             dl = accelerator.skip_first_batches(train_dl, rs["micro_in_epoch"])
+        t_step = time.perf_counter()  # loop time counts fetching the batch too; eval/checkpoints not
         for batch in dl:
-            t_step = time.perf_counter()
             with accelerator.accumulate(model):
                 out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             labels=batch["labels"])
@@ -228,7 +309,9 @@ def run(args) -> int:
             window["loss"] += out.loss.detach().float().item()
             window["n"] += 1
             window["examples"] += n_ex
-            rs["train_time_s"] += time.perf_counter() - t_step
+            now = time.perf_counter()
+            rs["train_time_s"] += now - t_step
+            t_step = now
             if not accelerator.sync_gradients:
                 continue
             rs["global_step"] += 1
@@ -246,7 +329,8 @@ def run(args) -> int:
             if ckpt_steps and t.checkpoint_every != "epoch" and rs["global_step"] % ckpt_steps == 0 \
                     and last_ckpt_step != rs["global_step"]:
                 checkpoint()
-            if stop.requested or stopped_early:
+            t_step = time.perf_counter()
+            if stop.check(accelerator) or stopped_early:
                 break
         if stop.requested:
             if last_ckpt_step != rs["global_step"] or rs["global_step"] == 0:
