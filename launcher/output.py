@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Any, Iterable, Sequence
 
+from launcher.redact import redact, redact_obj  # secrets never reach a terminal or a log
+
 
 class Output:
     def __init__(self, fmt: str = "human", quiet: bool = False, color: bool | None = None):
@@ -42,16 +44,16 @@ class Output:
 
     def info(self, msg: str) -> None:
         if not self.quiet:
-            print(msg, file=sys.stderr, flush=True)
+            print(redact(msg), file=sys.stderr, flush=True)
 
     def warn(self, msg: str) -> None:
-        print(f"warning: {msg}", file=sys.stderr, flush=True)
+        print(redact(f"warning: {msg}"), file=sys.stderr, flush=True)
 
     def result(self, text: str) -> None:
-        print(text, flush=True)
+        print(redact(text), flush=True)
 
     def json(self, obj: Any) -> None:
-        print(json.dumps(obj, indent=2, default=str), flush=True)
+        print(redact(json.dumps(redact_obj(obj), indent=2, default=str)), flush=True)
 
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None,
               to_stderr: bool = False) -> None:
@@ -60,5 +62,5 @@ class Output:
         for c in columns:
             t.add_column(str(c), overflow="fold")
         for r in rows:
-            t.add_row(*[("" if v is None else str(v)) for v in r])
+            t.add_row(*[("" if v is None else redact(str(v))) for v in r])
         (self.err if to_stderr else self.out).print(t)

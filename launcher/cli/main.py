@@ -81,7 +81,8 @@ def dispatch(cmd: str, rest: list[str]) -> int:
     except LauncherError as e:
         if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        from launcher.redact import redact
+        print(redact(f"error: {e}"), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -90,7 +91,8 @@ def dispatch(cmd: str, rest: list[str]) -> int:
         if debug:
             raise
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        print(f"error: unexpected {type(e).__name__}: {first} (rerun with --debug for the traceback)",
+        from launcher.redact import redact
+        print(redact(f"error: unexpected {type(e).__name__}: {first} (rerun with --debug for the traceback)"),
               file=sys.stderr)
         return 1
 

@@ -32,6 +32,18 @@ def run(args, out, _cmd: str) -> int:
     provider = args.provider
     from launcher.backends import get_backend
     backend = get_backend(provider)
+    if args.resume_from:  # checked (and for local, fetched) before anything runs: launcher.resume
+        from launcher.resume import resolve
+        if args.fresh:
+            from launcher.errors import UsageError
+            raise UsageError("--fresh and --resume-from contradict each other", hint="pass one of them")
+        notes: list[str] = []
+        args.resume_from = resolve(args.resume_from, provider, Path(loaded.job.run_dir()).resolve(),
+                                   dry_run=args.dry_run, notes=notes)
+        for n in notes:
+            out.info(n)
+        if not args.dry_run:
+            out.info(f"Resuming from {args.resume_from}")
 
     if args.dry_run:
         dest = Path(args.out or f"plan-{loaded.job.name}-{provider}")

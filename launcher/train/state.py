@@ -37,7 +37,36 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:06d}"
 
 
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+def _checkpoint_ok(p: Path) -> tuple[bool, str]:
+    """Whole and readable? COMPLETE lists every file with its size (written last, before the
+    rename), so a folder copied or synced only in part (s3 sync cut short, a kill -9 during a
+    copy) is caught too, not only a save that never reached the rename."""
+    marker, state = p / COMPLETE, p / STATE_FILE
+    if not marker.is_file():
+        return False, "no COMPLETE marker (the save was cut short)"
+    if not state.is_file():
+        return False, f"no {STATE_FILE}"
+    try:
+        json.loads(state.read_text())
+    except (OSError, ValueError):
+        return False, f"{STATE_FILE} is unreadable"
+    try:
+        manifest = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        manifest = None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if isinstance(files, dict):  # older checkpoints hold a bare timestamp: presence is enough
+        for rel, size in files.items():
+            f = p / rel
+            try:
+                if f.stat().st_size != size:
+                    return False, f"{rel} is {f.stat().st_size} bytes, expected {size}"
+            except OSError:
+                return False, f"{rel} is missing"
+    return True, ""
+
+
+def list_checkpoints(run_dir: Path, quiet: bool = False) -> list[tuple[int, Path]]:
     """Complete checkpoints, oldest first; broken partial ones are skipped with a warning."""
     root = run_dir / CKPT_DIR
     out = []
@@ -47,22 +76,54 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
         m = _CKPT_RE.match(p.name)
         if not m or not p.is_dir():
             continue
-        ok = (p / COMPLETE).exists() and (p / STATE_FILE).exists()
-        if ok:
-            try:
-                json.loads((p / STATE_FILE).read_text())
-            except (OSError, ValueError):
-                ok = False
+        ok, why = _checkpoint_ok(p)
         if ok:
             out.append((int(m.group(1)), p))
-        else:
-            warn(f"skipping incomplete checkpoint {p}")
+        elif not quiet:
+            warn(f"skipping incomplete checkpoint {p}: {why}")
     return sorted(out)
 
 
-def latest_checkpoint(run_dir: Path) -> Optional[Path]:
-    cks = list_checkpoints(run_dir)
+def latest_checkpoint(run_dir: Path, quiet: bool = False) -> Optional[Path]:
+    cks = list_checkpoints(run_dir, quiet)
     return cks[-1][1] if cks else None
+
+
+def find_checkpoint(src: Path) -> Optional[Path]:
+    """What `--resume-from` may name: a checkpoint folder, a run directory, or a folder that
+    holds a run directory a level or two down (outputs fetched back from a provider, e.g.
+    SageMaker's output/ or a synced bucket prefix). The newest complete checkpoint wins."""
+    if (src / STATE_FILE).exists() and _CKPT_RE.match(src.name):
+        ok, why = _checkpoint_ok(src)
+        if ok:
+            return src
+        warn(f"skipping incomplete checkpoint {src}: {why}")
+        return latest_checkpoint(src.parent.parent) if src.parent.name == CKPT_DIR else None
+    if (src / STATE_FILE).exists():  # a checkpoint folder under another name
+        return src if _checkpoint_ok(src)[0] else None
+    found = list_checkpoints(src)
+    if found:
+        return found[-1][1]
+    best: list[tuple[int, Path]] = []
+    for depth in ("*", "*/*"):
+        for root in sorted(src.glob(f"{depth}/{CKPT_DIR}")):
+            best += list_checkpoints(root.parent)
+        if best:
+            return max(best)[1]
+    return None
+
+
+def adapt_position(saved: dict, processes: int) -> dict:
+    """Resuming with another number of processes: the data position is kept in batches of the
+    whole epoch (micro_in_epoch counts per-process micro-batches), so convert it. RNG states are
+    per process (random_states_<i>.pkl): processes beyond the saved ones start from the seed
+    (accelerate logs "Could not load random states"), so the run continues correctly but is not
+    bit-identical to an uninterrupted one."""
+    before = int(saved.get("processes") or processes)
+    if before != processes and saved.get("micro_in_epoch"):
+        saved = dict(saved)
+        saved["micro_in_epoch"] = (int(saved["micro_in_epoch"]) * before) // processes
+    return saved
 
 
 def read_state(ckpt: Path) -> dict:
@@ -84,7 +145,8 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, state: dict, keep: in
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
-        (tmp / COMPLETE).write_text(str(time.time()))
+        files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
+        _write_synced(tmp / COMPLETE, json.dumps({"time": time.time(), "step": step, "files": files}))
         _fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
@@ -93,6 +155,13 @@ def save_checkpoint(accelerator, run_dir: Path, step: int, state: dict, keep: in
         _rotate(run_dir, keep, protect)
     accelerator.wait_for_everyone()
     return final
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with path.open("w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -148,6 +217,15 @@ class MetricsWriter:
         with self.path.open("a") as f:
             f.write(json.dumps(rec, default=float) + "\n")
             f.flush()
+
+
+def carry_metrics(src_run: Path, run_dir: Path) -> None:
+    """Resuming a run that started elsewhere: start this run's metrics.jsonl with the source
+    run's history (truncated to the checkpoint by the caller). Only called when this run
+    directory had no checkpoint of its own, so what it held was a stale, unresumable attempt."""
+    src, dst = src_run / "metrics.jsonl", run_dir / "metrics.jsonl"
+    if src.is_file() and src.resolve() != dst.resolve():
+        shutil.copyfile(src, dst)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
