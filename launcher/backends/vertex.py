@@ -199,8 +199,9 @@ class VertexBackend(Backend):
         client = self.jobs_client(region)
         handle = Handle(PROVIDER, "", plan.job.name, str(plan.run_dir),
                         extra={"region": region, "project": s.project, "bucket": loc["bucket"], "run": loc["run"]})
-        listed = self.call(lambda: list(client.list_custom_jobs(
-            parent=parent, filter=f'display_name="{loc["name"]}"')), "listing jobs")
+        from google.cloud.aiplatform_v1.types import ListCustomJobsRequest
+        listing = ListCustomJobsRequest(parent=parent, filter=f'display_name="{loc["name"]}"')
+        listed = self.call(lambda: list(client.list_custom_jobs(request=listing)), "listing jobs")
         same = [j for j in listed if j.display_name == loc["name"]]
         if same:  # the same plan was submitted before: that job is the answer
             handle.job_id, handle.extra["resource"], handle.extra["reused"] = \

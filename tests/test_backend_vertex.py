@@ -1,0 +1,149 @@
+"""Vertex AI: the CustomJob through its own proto type, and create/get/cancel against a local REST stub."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import MANAGED_SETTINGS, SMALL, TEMPLATE, launch
+
+from stubs.vertex_stub import Stub
+
+SENTINEL = "hf_SENTINEL_do_not_leak_4242"
+
+
+def make_plan(tmp_path, *sets):
+    from launcher.jobfile import load_job
+    from launcher.plan import make_plan as mk
+    overrides = [s for s in MANAGED_SETTINGS + SMALL if s != "--set"] + list(sets) + [f"output.dir={tmp_path / 'run'}"]
+    return mk(load_job(str(TEMPLATE), overrides), "vertex", tmp_path / "bundle")
+
+
+@pytest.fixture
+def backend():
+    from launcher.backends.vertex import VertexBackend
+    return VertexBackend()
+
+
+def test_dry_run_writes_a_custom_job_the_proto_accepts(tmp_path):
+    from google.cloud.aiplatform_v1.types import CustomJob
+    out = tmp_path / "out"
+    r = launch("--provider", "vertex", str(TEMPLATE), *MANAGED_SETTINGS, "--set", "compute.nodes=3",
+               "--set", "compute.gpu=L4", "--set", "compute.gpus=2", "--dry-run", "--out", str(out),
+               env={"HF_TOKEN": SENTINEL})
+    assert r.returncode == 0, r.stderr
+    assert "privacy" in r.stderr.lower()
+    job = CustomJob.from_json((out / "vertex-custom-job.json").read_text())
+    pools = job.job_spec.worker_pool_specs
+    assert [p.replica_count for p in pools] == [1, 2]  # chief + 2 workers = 3 nodes
+    assert pools[0].machine_spec.machine_type == "g2-standard-24"
+    assert pools[0].machine_spec.accelerator_type.name == "NVIDIA_L4"
+    assert pools[0].machine_spec.accelerator_count == 2
+    script = pools[0].container_spec.command[-1]
+    assert "python -m launcher.train.launch --output-dir /gcs/example-bucket/launcher/jobs/" in script
+    assert job.job_spec.base_output_directory.output_uri_prefix.startswith("gs://example-bucket/launcher/jobs/")
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["offer"]["instance_type"] == "g2-standard-24" and plan["offer"]["region"] == "us-central1"
+    for f in out.rglob("*"):
+        if f.is_file() and "bundle" not in f.relative_to(out).parts[:1]:
+            assert SENTINEL.encode() not in f.read_bytes(), f
+
+
+def test_the_proto_rejects_unknown_fields_and_bad_enums(tmp_path, backend):
+    from google.cloud.aiplatform_v1.types import CustomJob
+    plan = make_plan(tmp_path)
+    backend.render(plan, tmp_path / "out")
+    d = json.loads((tmp_path / "out" / "vertex-custom-job.json").read_text())
+    assert CustomJob.from_json(json.dumps(d)).job_spec.worker_pool_specs[0].replica_count == 1
+    bad = json.loads(json.dumps(d))
+    bad["jobSpec"]["workerPoolSpecs"][0]["machineSpec"]["acceleratorType"] = "NVIDIA_TESLA_T5"
+    with pytest.raises(Exception):
+        CustomJob.from_json(json.dumps(bad))
+    bad = json.loads(json.dumps(d))
+    bad["jobSpec"]["workerPoolSpecs"][0]["machineSpec"]["gpuType"] = "T4"
+    with pytest.raises(Exception):
+        CustomJob.from_json(json.dumps(bad))
+
+
+def test_spot_timeout_and_impossible_requests(tmp_path, backend):
+    plan = make_plan(tmp_path, "compute.spot=true", "compute.max_hours=3")
+    req = backend.request(plan)
+    assert req["job_spec"]["scheduling"] == {"timeout": "10800s", "restart_job_on_worker_restart": True,
+                                             "strategy": "SPOT"}
+    r = launch("--provider", "vertex", str(TEMPLATE), *MANAGED_SETTINGS, "--set", "compute.gpu=A10G",
+               "--dry-run", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "vertex offers no A10G" in r.stderr and "T4" in r.stderr
+    r = launch("--provider", "vertex", str(TEMPLATE), *MANAGED_SETTINGS, "--set", "providers.vertex.project=",
+               "--dry-run", "--out", str(tmp_path / "y"))
+    assert r.returncode == 2 and "providers.vertex.project" in r.stderr
+
+
+def test_region_follows_data_regions(tmp_path, backend):
+    from launcher.errors import UsageError
+    with pytest.raises(UsageError, match="outside data.regions"):  # privacy policy or the backend
+        make_plan(tmp_path, "data.regions=[eu]")
+    plan = make_plan(tmp_path, "data.regions=[eu]", "providers.vertex.region=europe-west4")
+    assert plan.settings["vertex_region"] == "europe-west4"
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    from google.auth.credentials import AnonymousCredentials
+    with Stub() as s:
+        monkeypatch.setenv("LAUNCHER_VERTEX_ENDPOINT", s.url)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", s.url)
+        s.creds = AnonymousCredentials()
+        yield s
+
+
+def test_submit_status_cancel_fetch_against_the_stub(tmp_path, backend, stub):
+    from launcher.bundle import tar_bundle
+    backend.credentials = stub.creds
+    plan = make_plan(tmp_path, "compute.nodes=2")
+    h = backend.submit(plan, tmp_path / "sub")
+    name = h.extra["resource"]
+    assert name.startswith("projects/example-project/locations/us-central1/customJobs/")
+    job = stub.jobs[name]
+    assert sum(int(p.get("replicaCount", 1)) for p in job["jobSpec"]["workerPoolSpecs"]) == 2
+    # the bundle went to the staging bucket, byte for byte what tar_bundle makes
+    key = [k for (b, k) in stub.objects if b == "example-bucket"][0]
+    assert key.endswith("/source/bundle.tar.gz")
+    assert stub.objects[("example-bucket", key)] == tar_bundle(plan.bundle, tmp_path / "again.tar.gz").read_bytes()
+    # the same plan again finds the job instead of creating a second
+    h2 = backend.submit(plan, tmp_path / "sub")
+    assert h2.extra["resource"] == name and h2.extra.get("reused") and len(stub.jobs) == 1
+
+    st = backend.status(h)
+    assert (st.state, st.finished) == ("pending", False)
+    stub.set_state(name, "JOB_STATE_RUNNING")
+    assert backend.status(h).state == "running"
+    backend.cancel(h)
+    assert stub.jobs[name]["state"] == "JOB_STATE_CANCELLING"
+    posts = [p for m, p in stub.requests if m == "POST" and p.endswith(":cancel")]
+    backend.cancel(h)  # safe twice: no second cancel request
+    assert len([p for m, p in stub.requests if m == "POST" and p.endswith(":cancel")]) == len(posts) == 1
+    stub.set_state(name, "JOB_STATE_CANCELLED")
+    st = backend.status(h)
+    assert (st.state, st.finished) == ("cancelled", True)
+    backend.cancel(h)
+
+    lines = list(backend.logs(h))
+    assert any(f'resource.labels.job_id="{h.job_id}"' in x for x in lines)
+
+    run = h.extra["run"]
+    stub.objects[("example-bucket", f"{run}/metrics.jsonl")] = b'{"type": "end", "step": 3}\n'
+    stub.objects[("example-bucket", f"{run}/model/config.json")] = b"{}"
+    dest = backend.fetch(h, tmp_path / "fetched")
+    assert (dest / "metrics.jsonl").read_text().startswith('{"type": "end"')
+    assert (dest / "model" / "config.json").exists()
+
+
+def test_stub_rejects_what_the_api_schema_rejects(stub):
+    import urllib.request
+    body = json.dumps({"displayName": "x", "jobSpec": {"workerPoolSpecs": [{"machineSpec": {"acceleratorType": "BOGUS"}}]}})
+    req = urllib.request.Request(f"{stub.url}/v1/projects/p/locations/l/customJobs", data=body.encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req)
+    assert e.value.code == 400
