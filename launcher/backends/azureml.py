@@ -207,7 +207,7 @@ class AzureMLBackend(Backend):
 
     def status(self, handle: Handle) -> JobStatus:
         job = self.call(lambda: self._client_for(handle).jobs.get(handle.job_id), "reading the job")
-        raw = str(job.status)
+        raw = _status(job)
         return JobStatus(STATES.get(raw, "unknown"), raw, raw in FINISHED)
 
     def logs(self, handle: Handle, follow: bool = False) -> Iterator[str]:
@@ -230,7 +230,7 @@ class AzureMLBackend(Backend):
         """begin_cancel while it runs; a no-op once it finished or a cancel was requested."""
         ml = self._client_for(handle)
         job = self.call(lambda: ml.jobs.get(handle.job_id), "reading the job")
-        if str(job.status) in FINISHED | {"CancelRequested"}:
+        if _status(job) in FINISHED | {"CancelRequested"}:
             return
         self.call(lambda: ml.jobs.begin_cancel(handle.job_id), "cancelling the job")
 
@@ -246,6 +246,11 @@ class AzureMLBackend(Backend):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return dest
+
+
+def _status(job) -> str:
+    s = getattr(job, "status", None)
+    return str(getattr(s, "value", s))
 
 
 def _first(e: BaseException) -> str:
