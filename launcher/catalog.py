@@ -215,15 +215,20 @@ def region_matches(wanted: str, region: Region) -> bool:
     return bool(w) and (w == n or n.startswith(w + "-") or w == region.geo.lower())
 
 
+def filter_regions(regions: list[Region], wanted: Optional[list[str]]) -> list[Region]:
+    """The regions `wanted` allows (all when wanted is empty)."""
+    if not wanted:
+        return list(regions)
+    return [r for r in regions if any(region_matches(w, r) for w in wanted)]
+
+
 def allowed_regions(provider: Provider, wanted: Optional[list[str]], offer: Optional[Offer] = None) -> list[Region]:
     """The provider's regions (those the offer is sold in) that `wanted` allows; all when None."""
     regs = list(provider.regions.names)
     if offer is not None and offer.regions:
         only = {r.lower() for r in offer.regions}
         regs = [r for r in regs if r.name.lower() in only] or [Region(name=r, geo="?") for r in offer.regions]
-    if not wanted:
-        return regs
-    return [r for r in regs if any(region_matches(w, r) for w in wanted)]
+    return filter_regions(regs, wanted)
 
 
 # ---- choosing an offer ----------------------------------------------------------------------

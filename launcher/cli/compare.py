@@ -1,0 +1,197 @@
+"""`launch compare JOB`: the whole job's estimated time and cost on every provider, with each
+provider's privacy tier and the policy's verdict. Offline: prices come from providers.yaml."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+
+def add_arguments(p, _cmd: str) -> None:
+    p.add_argument("job", help="the job file (YAML)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a job field (repeatable)")
+    p.add_argument("--provider", "-p", dest="providers", action="append", default=[],
+                   help="only these providers (repeatable; default: all)")
+    p.add_argument("--format", choices=["human", "json"], default="human")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write a bar chart of the costs")
+    p.add_argument("--explain", action="store_true", help="print every assumption behind the estimate")
+    p.add_argument("--accept-privacy-risk", action="store_true",
+                   help="judge providers as a launch with --accept-privacy-risk would")
+    p.add_argument("--quiet", "-q", action="store_true")
+
+
+def _local_gpus() -> int:
+    d = Path("/proc/driver/nvidia/gpus")
+    return len(list(d.iterdir())) if d.is_dir() else 0
+
+
+def build_rows(loaded, providers=None, accept_risk: bool = False, today=None) -> tuple[list[dict], object]:
+    from launcher import cost, privacy
+    from launcher.catalog import load_catalog, price_age_days
+
+    cat = load_catalog()
+    job = loaded.job
+    c = job.compute
+    w = cost.workload(loaded)
+    names = providers or list(cat.providers)
+    rows = []
+    for name in names:
+        prov = cat.provider(name)
+        dec = privacy.decide(job, name, accept_risk=accept_risk)
+        secure = bool(dec.switches)
+        if prov.kind == "own-machine":
+            found, sub = _local_offer(name, c, cat), None
+        else:
+            found, sub = _offers(name, c.gpu, c.gpus, job.data.regions, cat, secure)
+        for choice in found:
+            if choice.gpu == "none":
+                secs, how = cost.cpu_seconds(w)
+            else:
+                secs, how = cost.gpu_seconds(w, cat.gpus[choice.gpu], min(c.gpus, choice.gpus_per_instance) or 1,
+                                             c.nodes, job.training.mixed_precision)
+            if prov.kind != "own-machine":
+                secs += prov.overhead.minutes * 60
+                how += f"; + {prov.overhead.minutes:g} min {prov.kind} overhead ({prov.overhead.what})"
+            hours = secs / 3600
+            warns = cost.quota_warnings(hours, prov, prov.display_name)
+            if hours > c.max_hours:
+                warns.append(f"{hours:.2f} h exceeds compute.max_hours {c.max_hours:g}: the job would be stopped")
+            total_ph = choice.price_per_hour * c.nodes
+            if c.max_price_per_hour is not None and total_ph > c.max_price_per_hour:
+                warns.append(f"${total_ph:.2f}/h is above compute.max_price_per_hour {c.max_price_per_hour:g}")
+            o = choice.offer
+            rows.append({
+                "provider": name, "kind": prov.kind, "gpu": choice.gpu, "gpus": choice.gpus_per_instance,
+                "nodes": c.nodes, "offer": choice.instance_type, "variant": o.variant,
+                "price_per_hour": round(total_ph, 4),
+                "spot_price_per_hour": None if choice.spot_price_per_hour is None else round(choice.spot_price_per_hour * c.nodes, 4),
+                "estimated_hours": round(hours, 4),
+                "estimated_cost_usd": cost.job_cost(secs, choice.price_per_hour, prov.billing, c.nodes),
+                "spot_cost_usd": cost.job_cost(secs, choice.spot_price_per_hour, prov.billing, c.nodes),
+                "billing": f"per {prov.billing.granularity_s} s, minimum {prov.billing.minimum_s} s",
+                "quota_warnings": warns, "privacy_tier": dec.tier, "verdict": dec.verdict,
+                "allowed": dec.allowed, "reasons": dec.reasons, "secure": choice.secure,
+                "substitute": sub, "note": choice.note, "time_basis": how,
+                "price_range": list(o.price_range) if o.price_range else None,
+                "price_source": o.source, "price_verified": o.verified,
+                "price_as_of": o.as_of.isoformat(), "price_age_days": price_age_days(o.as_of, today),
+                "price_kind": "catalog", "cheapest_allowed": False,
+            })
+    rows.sort(key=lambda r: (r["estimated_cost_usd"] if r["estimated_cost_usd"] is not None else 1e18,
+                             r["estimated_hours"]))
+    best = next((r for r in rows if r["allowed"]), None)
+    if best:
+        best["cheapest_allowed"] = True
+    return rows, w
+
+
+def _local_offer(name, c, cat):
+    from launcher.catalog import InstanceChoice
+    offer = cat.provider(name).offers[0]
+    n = _local_gpus()
+    if n and c.gpu != "none":   # this machine has GPUs: assume they are what the job names
+        return [InstanceChoice(name, c.gpu, c.gpus, min(n, c.gpus), f"{n} local GPU(s)", 0.0, None, None,
+                               "assumes the local GPUs are the job's compute.gpu", None, offer)]
+    return [InstanceChoice(name, "none", c.gpus, 0, offer.instance_type, 0.0, None, None,
+                           None if c.gpu == "none" else f"no GPU here: the {c.gpu} is for remote providers",
+                           None, offer)]
+
+
+def _offers(name, gpu, gpus, regions, cat, secure):
+    """Cheapest offer per GPU variant; when the provider lacks the GPU, the cheapest one with at
+    least its memory (a labelled substitute)."""
+    from launcher.catalog import candidates
+
+    found = candidates(name, gpu, gpus, regions, cat, secure)
+    sub = None
+    if not found:
+        need = cat.gpus[gpu].memory_gb if gpu != "none" else 0
+        pool = []
+        for g in {o.gpu for o in cat.provider(name).offers if o.gpu != "none"}:
+            if cat.gpus[g].memory_gb >= need:
+                pool += candidates(name, g, gpus, regions, cat, secure) or candidates(name, g, 1, regions, cat, secure)
+        pool.sort(key=lambda x: x.price_per_hour)
+        found = pool[:1]
+        if found:
+            sub = (f"no {'CPU-only machine' if gpu == 'none' else gpu} here: {found[0].gpu} "
+                   f"(cheapest with >= {need:g} GB)")
+    best: dict = {}
+    for ch in found:
+        best.setdefault((ch.gpu, ch.offer.variant), ch)
+    return list(best.values()), sub
+
+
+def run(args, out, _cmd: str) -> int:
+    from launcher.catalog import load_catalog
+    from launcher.errors import UsageError
+    from launcher.jobfile import load_job
+
+    loaded = load_job(args.job, args.overrides)
+    cat = load_catalog()
+    for p in args.providers:
+        if p not in cat.providers:
+            raise UsageError(f"unknown provider '{p}'", hint=f"choose from: {', '.join(cat.providers)}")
+    today = dt.date.today()
+    rows, w = build_rows(loaded, args.providers or None, args.accept_privacy_risk, today)
+    dates = sorted({r["price_as_of"] for r in rows if r["kind"] != "own-machine"})
+    oldest = max((r["price_age_days"] for r in rows if r["kind"] != "own-machine"), default=0)
+    prices = (f"prices: catalog in {load_catalog().path}, dated {dates[0]} to {dates[-1]} "
+              f"(the oldest {oldest} days old); unverified figures marked *" if dates else "prices: none")
+    if args.plot:
+        _plot(rows, Path(args.plot), loaded.job.name)
+    if out.json_mode:
+        out.json({"job": loaded.job.name, "sensitivity": loaded.job.data.sensitivity,
+                  "compute": loaded.job.compute.model_dump(mode="json"), "rows": rows,
+                  "assumptions": w.assumptions, "prices": prices,
+                  "train_tflop": round(w.train_flops / 1e12, 4), "eval_tflop": round(w.eval_flops / 1e12, 4),
+                  "plot": args.plot})
+        return 0
+    c = loaded.job.compute
+    out.info(f"{loaded.job.name}: {c.gpus} x {c.gpu} x {c.nodes} node(s), {loaded.job.data.sensitivity} data; {prices}")
+    table = []
+    for r in rows:
+        mark = "★" if r["cheapest_allowed"] else ("✗" if not r["allowed"] else "")
+        offer = r["offer"] + (" (secure)" if r["secure"] and r["kind"] != "own-machine" else "")
+        star = "" if r["price_verified"] else "*"
+        spot = "-" if r["spot_cost_usd"] is None else f"${r['spot_cost_usd']:.2f}"
+        verdict = r["verdict"] if r["allowed"] else f"refused: {r['reasons'][0][:70]}"
+        notes = "; ".join(([r["substitute"]] if r["substitute"] else []) + ([r["note"]] if r["note"] else [])
+                          + r["quota_warnings"])
+        table.append([mark, r["provider"], f"{r['gpus']}x {r['gpu']}" if r["gpu"] != "none" else "CPU",
+                      offer, f"{r['price_per_hour']:.3f}{star}", f"{r['estimated_hours']:.2f}",
+                      f"${r['estimated_cost_usd']:.2f}", spot, r["privacy_tier"], verdict, notes])
+    out.table(["", "provider", "gpu", "offer", "$/h", "hours", "cost", "spot", "privacy", "verdict", "notes"],
+              table, title="estimated whole-job cost, cheapest first (★ cheapest allowed)")
+    if args.explain:
+        out.result("assumptions:")
+        for a in w.assumptions:
+            out.result(f"  {a}")
+        for r in rows:
+            out.result(f"  {r['provider']} {r['offer']}: {r['time_basis']}; billed {r['billing']}; "
+                       f"price {r['price_source']} as of {r['price_as_of']}"
+                       f"{'' if r['price_verified'] else ' (unverified)'}")
+    if args.plot:
+        out.info(f"wrote {args.plot}")
+    return 0
+
+
+def _plot(rows: list[dict], path: Path, name: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['provider']}\n{r['gpu']}" for r in rows]
+    costs = [r["estimated_cost_usd"] or 0 for r in rows]
+    colors = ["#2a9d8f" if r["cheapest_allowed"] else ("#bbbbbb" if not r["allowed"] else "#457b9d") for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
+    ax.bar(range(len(rows)), costs, color=colors)
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    ax.set_ylabel("estimated job cost (USD)")
+    ax.set_title(f"{name}: whole-job cost by provider (grey: refused by privacy policy)")
+    for i, r in enumerate(rows):
+        ax.text(i, costs[i], f"{r['estimated_hours']:.2f} h", ha="center", va="bottom", fontsize=6)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
