@@ -17,7 +17,6 @@ it at a stub on 127.0.0.1; google-cloud-storage follows STORAGE_EMULATOR_HOST th
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterator
@@ -266,7 +265,3 @@ class VertexBackend(Backend):
             self.call(lambda: b.download_to_filename(str(target)), "downloading outputs")
         return dest
 
-
-def describe(path: Path) -> dict:
-    """The rendered CustomJob, parsed back (for tests and `launch status` of a dry run)."""
-    return json.loads(path.read_text())
