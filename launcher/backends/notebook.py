@@ -91,8 +91,11 @@ def bundle_cell(plan) -> tuple[str, str]:
 
 
 def build_notebook(plan, platform: str, work: str, secrets_src: str, metadata: dict):
-    import nbformat
-    from nbformat import v4
+    try:
+        import nbformat
+        from nbformat import v4
+    except ImportError:
+        raise MissingDependencyError("nbformat", platform.lower()) from None
 
     run_dir = f"{work}/run"
     cmd = plan.train_command(run_dir)
@@ -136,7 +139,7 @@ def _secrets_src(getter_import: str, getter: str) -> str:
 
 
 class _NotebookBackend(Backend):
-    extra = "notebooks"
+    extra = "colab"
     platform = ""
     work = ""
 
