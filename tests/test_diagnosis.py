@@ -110,10 +110,20 @@ def test_overfitting_validation_rise(tmp_path):
 
 def test_overfitting_rise_threshold_edges(tmp_path):
     train = falling(20, end=0.05)
-    base = [(50, 0.40, 0.8), (100, 0.30, 0.85)]
-    below = diag(tmp_path, train, base + [(150, 0.30 * (1 + THRESHOLDS.overfit_rise) - 0.005, 0.85)], name="a")
-    above = diag(tmp_path, train, base + [(150, 0.30 * (1 + THRESHOLDS.overfit_rise) + 0.005, 0.85)], name="b")
+    base = [(40, 0.40, 0.8), (80, 0.30, 0.85), (120, 0.31, 0.85)]
+    below = diag(tmp_path, train, base + [(160, 0.30 * (1 + THRESHOLDS.overfit_rise) - 0.005, 0.85)], name="a")
+    above = diag(tmp_path, train, base + [(160, 0.30 * (1 + THRESHOLDS.overfit_rise) + 0.005, 0.85)], name="b")
     assert below["pattern"] == "healthy" and above["pattern"] == "overfitting"
+
+
+def test_one_evaluation_after_the_best_needs_a_bigger_rise(tmp_path):
+    """Two or three evaluations (eval_every: epoch, a few epochs): one rising point is weak evidence."""
+    train = falling(30, end=0.1)
+    base = [(100, 0.40, 0.8), (200, 0.30, 0.85)]
+    small = diag(tmp_path, train, base + [(300, 0.30 * (1 + THRESHOLDS.overfit_rise_single) - 0.01, 0.85)], name="a")
+    big = diag(tmp_path, train, base + [(300, 0.30 * (1 + THRESHOLDS.overfit_rise_single) + 0.01, 0.85)], name="b")
+    assert small["pattern"] == "healthy" and big["pattern"] == "overfitting"
+    assert "rose over the last 1 evaluation," in big["evidence"][0]
 
 
 def test_overfitting_needs_training_loss_to_keep_falling(tmp_path):
@@ -242,7 +252,7 @@ def test_result_shape_and_thresholds_recorded(tmp_path):
 def test_custom_thresholds(tmp_path):
     run = load_run(make_run(tmp_path, falling(20, end=0.05), [(50, 0.4, 0.8), (100, 0.30, 0.85), (150, 0.32, 0.85)]))
     assert diagnose(run)["pattern"] == "healthy"
-    assert diagnose(run, Thresholds(overfit_rise=0.05, overfit_min_abs=0.01))["pattern"] == "overfitting"
+    assert diagnose(run, Thresholds(overfit_rise_single=0.05, overfit_min_abs=0.01))["pattern"] == "overfitting"
 
 
 def test_docstring_table_names_every_threshold():

@@ -12,6 +12,8 @@ The rules, first match wins; every threshold lives in `Thresholds` below:
 |   |              | `osc_turn_frac` (60 %) of them with a median jump >= `osc_jump` (15 %) of its level|
 | 3 | overfitting  | after the best evaluation, validation loss rose >= `overfit_rise` (10 %, and by   |
 |   |              | >= `overfit_min_abs` 0.02) while training loss fell >= `train_kept_falling` (10 %)|
+|   |              | since; one evaluation after the best is weaker evidence: it must rise >=         |
+|   |              | `overfit_rise_single` (20 %)                                                     |
 | 4 | overfitting  | validation loss has not improved for >= `stall_evals` (3) evaluations while       |
 |   |              | training loss fell >= `stall_train_drop` (50 %): memorising, not generalising    |
 | 5 | underfitting | training loss fell < `underfit_train_drop` (10 %) and is still high: >=           |
@@ -49,6 +51,7 @@ class Thresholds:
     diverge_rise: float = 0.25     # end train loss above start by this fraction -> erratic (diverging)
     overfit_rise: float = 0.10     # last validation loss above the best by this fraction ...
     overfit_min_abs: float = 0.02  # ... and by at least this much (loss units)
+    overfit_rise_single: float = 0.20  # the rise needed when only one evaluation follows the best
     train_kept_falling: float = 0.10  # training loss fell by this fraction since the best evaluation
     stall_evals: int = 3           # evaluations without improvement ...
     stall_train_drop: float = 0.50  # ... while training loss fell by this fraction -> overfitting
@@ -147,7 +150,8 @@ def diagnose(run: RunData, th: Thresholds = THRESHOLDS) -> dict:
             fell = 1 - t_end / t_at_best if t_at_best > 0 else 0.0
             rise = last_v - best_v
             train_txt = f"training loss kept falling, {_f(t_at_best)} → {_f(t_end)}"
-            if rise >= th.overfit_min_abs and last_v >= best_v * (1 + th.overfit_rise) \
+            need = th.overfit_rise if since >= 2 else th.overfit_rise_single
+            if rise >= th.overfit_min_abs and last_v >= best_v * (1 + need) \
                     and fell >= th.train_kept_falling:
                 found.append(("overfitting", [
                     f"validation loss rose over the last {since} evaluation{'s' * (since > 1)}, "
@@ -205,9 +209,13 @@ def diagnose(run: RunData, th: Thresholds = THRESHOLDS) -> dict:
     if short:
         evidence.append(f"a short run ({len(fin_e)} evaluation{'s' * (len(fin_e) != 1)}, {len(tl)} training "
                         "records): judged on the training-loss windows and the evaluations there are")
+    best, model = run.best_step, run.model_step
+    if run.status == "early_stopped":
+        last = run.summary.get("global_step") or (run.end or {}).get("step")
+        evidence.append(f"early stopping ended the run at step {last}: {run.monitor} had not improved since "
+                        f"step {best}; the saved model is the one from step {model}")
     if run.in_progress:
         evidence.append(f"the run is still in progress (status {run.status}): a provisional diagnosis")
-    best, model = run.best_step, run.model_step
     return {
         "pattern": pattern, "rule": rule, "summary": f"{pattern}: {evidence[0]}" if evidence else pattern,
         "evidence": evidence, "advice": advice, "confidence": "low" if short or run.in_progress else "high",

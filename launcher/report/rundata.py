@@ -10,10 +10,9 @@ several `start` lines and, after a crash, a torn last line: both are handled.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 METRICS = "metrics.jsonl"
 FINAL_STATUSES = ("completed", "early_stopped")
@@ -44,6 +43,7 @@ class RunData:
 
     @property
     def in_progress(self) -> bool:
+        """No final status yet (also a run stopped by a signal: resuming continues it)."""
         status = (self.end or {}).get("status") or self.summary.get("status")
         return status not in FINAL_STATUSES
 
@@ -96,10 +96,6 @@ class RunData:
         if self.evals:
             return {k: v for k, v in self.evals[-1].items() if k.startswith("eval_") or k == "step"}
         return {}
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def find_run_dir(path: Path) -> Optional[Path]:
@@ -175,6 +171,4 @@ def load_run(run_dir: Path) -> RunData:
     data.epoch_ends = sorted(ends)
     data.summary = _read_json(run_dir / "summary.json")
     data.eval_metrics = _read_json(run_dir / "eval_metrics.json")
-    if data.end is not None and data.end.get("status") == "interrupted":
-        pass  # stopped by a signal: a resume continues it, so it counts as in progress
     return data
