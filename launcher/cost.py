@@ -32,6 +32,8 @@ LOCAL_OVERHEAD_S = 18.0             # process start, imports, tokenizing, model 
 CHARS_PER_TOKEN = 4.0               # fallback when no tokenizer.json can be read
 SAMPLE_ROWS = 400                   # rows tokenized to measure tokens per example
 MULTI_GPU_EFFICIENCY = 0.9          # data-parallel scaling per doubling of workers
+GPU_STEP_LATENCY_S = (0.010, 0.003)  # per training step on a GPU: fixed + per layer (eager kernels,
+                                     # optimizer); small models are launch-bound, not FLOP-bound
 
 
 @dataclass
@@ -60,6 +62,8 @@ class Workload:
     evals: int
     train_flops: float
     eval_flops: float
+    train_steps: int = 0             # micro-batches per worker, all epochs
+    eval_batches: int = 0            # evaluation batches per worker, all evaluations
     assumptions: list[str] = field(default_factory=list)
 
 
@@ -252,9 +256,12 @@ def workload(loaded) -> Workload:
     t = job.training
     seq = ds.tokens_per_example * ds.padding_factor
     per_token = ms.compute + ms.layers * seq * ms.hidden       # forward multiply-adds per token
-    steps_per_epoch = math.ceil(ds.train_examples / (t.batch_size * job.compute.gpus * job.compute.nodes))
+    workers = job.compute.gpus * job.compute.nodes
+    steps_per_epoch = math.ceil(ds.train_examples / (t.batch_size * workers))
     total_steps = steps_per_epoch * t.epochs
-    evals = t.epochs if t.eval_every == "epoch" else max(1, total_steps // t.eval_every)
+    opt_steps = math.ceil(total_steps / t.gradient_accumulation_steps)
+    evals = t.epochs if t.eval_every == "epoch" else max(1, opt_steps // t.eval_every)
+    eval_batches = math.ceil(ds.eval_examples / (2 * t.batch_size * workers)) * evals
     train_tok = ds.train_examples * seq * t.epochs
     eval_tok = ds.eval_examples * seq * evals
     a = [f"parameters: {ms.total / 1e6:.1f}M total, {ms.compute / 1e6:.1f}M doing matmul work per token "
@@ -265,7 +272,8 @@ def workload(loaded) -> Workload:
          f"FLOPs: 6 x N x {train_tok / 1e6:.2f}M train tokens ({t.epochs} epochs) + 2 x N x "
          f"{eval_tok / 1e6:.2f}M eval tokens ({evals} evaluations), N incl. attention "
          f"{per_token / 1e6:.1f}M = {(6 * per_token * train_tok + 2 * per_token * eval_tok) / 1e12:.3f} TFLOP"]
-    return Workload(ms, ds, t.epochs, evals, 6 * per_token * train_tok, 2 * per_token * eval_tok, a)
+    return Workload(ms, ds, t.epochs, evals, 6 * per_token * train_tok, 2 * per_token * eval_tok,
+                    total_steps, eval_batches, a)
 
 
 # ---- time ----------------------------------------------------------------------------------------
@@ -300,8 +308,10 @@ def gpu_seconds(w: Workload, spec, gpus: int, nodes: int, mixed_precision: str) 
     workers = gpus * nodes
     scale = workers * MULTI_GPU_EFFICIENCY ** math.log2(workers) if workers > 1 else 1.0
     rate = peak * 1e12 * u * scale
-    s = (w.train_flops + w.eval_flops) / rate
-    return s, f"{peak:g} TFLOP/s {prec} peak x {u:.0%} utilisation x {scale:.2f} ({workers} GPU)"
+    lat = GPU_STEP_LATENCY_S[0] + GPU_STEP_LATENCY_S[1] * w.model.layers
+    s = (w.train_flops + w.eval_flops) / rate + lat * (w.train_steps + w.eval_batches / 3)
+    return s, (f"{peak:g} TFLOP/s {prec} peak x {u:.0%} utilisation x {scale:.2f} ({workers} GPU) "
+               f"+ {lat * 1000:.0f} ms per step x {w.train_steps} steps (+ eval batches at a third)")
 
 
 def cpu_seconds(w: Workload, cores: Optional[int] = None) -> tuple[float, str]:
