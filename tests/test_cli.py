@@ -98,3 +98,14 @@ def test_unexpected_errors_are_one_line(tmp_path, monkeypatch):
     r = launch(str(TEMPLATE), "--set", f"output.dir={f}/run", "--set", "data.max_train_samples=8")
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert any(line.startswith("error:") for line in r.stderr.splitlines())
+
+
+def test_export_only_providers_export_instead_of_failing(tmp_path):
+    r = launch("--provider", "colab", str(TEMPLATE), "--set", f"output.dir={tmp_path}/colab")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "colab" / "tweets-sentiment.ipynb").exists() and "export only" in r.stderr
+    env = {"KAGGLE_API_TOKEN": "", "KAGGLE_USERNAME": "", "KAGGLE_KEY": "", "KAGGLE_CONFIG_DIR": str(tmp_path)}
+    r = launch("--provider", "kaggle", str(TEMPLATE), "--set", f"output.dir={tmp_path}/kaggle", env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "kaggle" / "kaggle" / "kernel-metadata.json").exists()
+    assert "kaggle kernels push" in r.stderr

@@ -228,6 +228,7 @@ class KaggleBackend(_NotebookBackend):
     platform = "Kaggle"
     work = "/kaggle/working"
     extra = "kaggle"
+    exports_without_credentials = True  # no token: export the kernel folder and print the push command
     cannot = {"multi_node": "a Kaggle notebook session is one machine",
               "cancel": "the kaggle client exposes no session id to cancel with: stop the run on "
                         "kaggle.com/code (Viewer > Stop session)"}

@@ -167,6 +167,11 @@ def _submit(args, loaded, backend, out) -> int:
 
     dest = Path(loaded.job.run_dir()).resolve()
     cred = backend.check_credentials()
+    if not backend.can("submit"):
+        return _export(args, loaded, backend, out, dest, backend.cannot['submit'])
+    if not cred.ok and getattr(backend, "exports_without_credentials", False):
+        return _export(args, loaded, backend, out, dest, f"{backend.provider}: {cred.detail}, so the job was "
+                       f"exported, not pushed. To push it: {cred.hint}")
     if not cred.ok:
         from launcher.errors import CredentialsError
         raise CredentialsError(backend.provider, f"no credentials: {cred.detail}", hint=cred.hint)
@@ -185,4 +190,20 @@ def _submit(args, loaded, backend, out) -> int:
     if args.follow:
         for line in backend.logs(handle, follow=True):
             out.result(line)
+    return 0
+
+
+def _export(args, loaded, backend, out, dest: Path, why: str) -> int:
+    """Providers with no job API (or no credentials, where exporting is useful): write the
+    artifact into the run directory and say how to run it."""
+    from launcher.plan import make_plan
+
+    plan = make_plan(loaded, backend.provider, dest / "bundle", accept_privacy_risk=args.accept_privacy_risk,
+                     resume_from=args.resume_from, backend=backend)
+    _privacy_note(plan, out)
+    written = backend.render(plan, dest)
+    plan.write(dest)
+    for p in written:
+        out.result(f"exported  {p}")
+    out.info(why)
     return 0
