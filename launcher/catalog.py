@@ -345,5 +345,47 @@ def choose_instance(provider: str, gpu: str, gpus: int = 1, regions: Optional[li
                      hint="widen data.regions or pick another provider")
 
 
+# ---- live prices (optional) -----------------------------------------------------------------------
+
+@dataclass
+class LivePrice:
+    gpu: str
+    count: int
+    price_per_hour: float            # per instance of `count` GPUs
+    spot_price_per_hour: Optional[float]
+    instance_type: str
+    fetched_at: dt.datetime
+    source: str
+
+
+def live_prices(provider: str) -> list[LivePrice]:
+    """Prices from SkyPilot's own catalog cache ($SKY_RUNTIME_DIR or ~/.sky/catalogs/v8/<cloud>/
+    vms.csv), which SkyPilot refreshes whenever it runs online. Nothing is fetched here; an absent
+    cache gives []. Labelled with the file's modification time."""
+    import csv
+
+    from launcher.job import normalize_gpu
+    roots = [os.environ.get("SKY_RUNTIME_DIR"), str(Path.home())]
+    for root in filter(None, roots):
+        f = Path(root) / ".sky" / "catalogs" / "v8" / provider / "vms.csv"
+        if not f.is_file():
+            continue
+        fetched = dt.datetime.fromtimestamp(f.stat().st_mtime, dt.timezone.utc)
+        out = []
+        with f.open(newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    gpu = normalize_gpu(row.get("AcceleratorName") or "")
+                    count, price = int(float(row["AcceleratorCount"])), float(row["Price"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                spot = row.get("SpotPrice")
+                spot_v = float(spot) if spot not in (None, "") and float(spot) > 0 else None
+                if gpu != "none" and price > 0:
+                    out.append(LivePrice(gpu, count, price, spot_v, row.get("InstanceType") or "", fetched, str(f)))
+        return out
+    return []
+
+
 def price_age_days(as_of: dt.date, today: Optional[dt.date] = None) -> int:
     return ((today or dt.date.today()) - as_of).days

@@ -234,6 +234,11 @@ def data_size(loaded) -> DataSize:
     n_val = min(n_val, d.max_eval_samples or n_val)
     causal = job.task == "causal-lm"
     tok = _tokenizer_file(job, base)
+    key = _cache_key(files, tok, d.text_column, d.encoding, d.max_length, job.training.batch_size,
+                     job.training.group_by_length, causal)
+    hit = _token_cache().get(key)
+    if hit:
+        return DataSize(n_train, n_val, hit["tokens"], hit["padding"], method + hit["method"] + " (cached)")
     if texts and tok is not None:
         from tokenizers import Tokenizer
         t = Tokenizer.from_file(str(tok))
@@ -245,7 +250,41 @@ def data_size(loaded) -> DataSize:
         lengths = [min(max(1, round(len(s) / CHARS_PER_TOKEN) + 2), d.max_length) for s in texts] or [d.max_length // 2]
         method += f"{len(texts)} rows at {CHARS_PER_TOKEN} characters per token (no tokenizer.json readable offline)"
     pad = _padding(lengths, job.training.batch_size, job.training.group_by_length)
-    return DataSize(n_train, n_val, sum(lengths) / len(lengths), pad, method)
+    mean = sum(lengths) / len(lengths)
+    if key and texts:
+        _token_cache(key, {"tokens": mean, "padding": pad, "method": method.split("; ")[-1]})
+    return DataSize(n_train, n_val, mean, pad, method)
+
+
+def _cache_key(files: dict, tok: Optional[Path], *parts) -> Optional[str]:
+    try:
+        stats = [f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files.values() if p.exists()]
+        if tok is not None:
+            stats.append(f"{tok}:{tok.stat().st_mtime_ns}")
+    except OSError:
+        return None
+    return "|".join(stats + [str(x) for x in parts]) if stats else None
+
+
+def _token_cache(key: Optional[str] = None, value: Optional[dict] = None) -> dict:
+    """Token measurements by data file + tokenizer + settings, in $LAUNCHER_HOME/cache (saves
+    importing `tokenizers` on every compare)."""
+    path = Path(os.environ.get("LAUNCHER_HOME", Path.home() / ".launcher")) / "cache" / "tokens.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    if key is not None and value is not None:
+        data = {k: v for k, v in list(data.items())[-50:]}
+        data[key] = value
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(path)
+        except OSError:
+            pass
+    return data
 
 
 # ---- FLOPs ---------------------------------------------------------------------------------------

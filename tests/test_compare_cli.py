@@ -150,3 +150,24 @@ def test_dry_run_confidential_on_sagemaker_allowed(tmp_path):
     plan = json.loads((out / "plan.json").read_text())
     assert plan["privacy"]["tier"] == "your-cloud-account" and plan["privacy"]["allowed"]
     assert "terms: https://aws.amazon.com" in p.stderr
+
+
+def test_compare_live_prices_from_skypilot_cache_are_labelled(tmp_path):
+    cache = tmp_path / ".sky" / "catalogs" / "v8" / "runpod"
+    cache.mkdir(parents=True)
+    (cache / "vms.csv").write_text(
+        "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Region,SpotPrice,Price\n"
+        "1x_H100_SXM,H100-SXM,1,16,64,US,1.50,2.22\n1x_H100_SECURE,H100,1,16,64,US,,3.10\n")
+    env = {"SKY_RUNTIME_DIR": str(tmp_path), "HOME": str(tmp_path / "home")}
+    base = ["compare", str(TEMPLATE), "--format", "json", "--set", "compute.gpu=H100", "--provider", "runpod"]
+    d = json.loads(launch(*base, "--live", env=env).stdout)
+    r = d["rows"][0]
+    assert r["price_kind"] == "live" and r["price_per_hour"] == 2.22 and r["price_fetched_at"]
+    assert "live prices" in d["prices"]
+    sec = json.loads(launch(*base, "--live", "--set", "data.sensitivity=internal", env=env).stdout)["rows"][0]
+    assert sec["price_kind"] == "live" and sec["price_per_hour"] == 3.10
+    off = json.loads(launch(*base, env=env).stdout)["rows"][0]
+    assert off["price_kind"] == "catalog" and off["price_per_hour"] == 2.69
+    none = json.loads(launch(*base, "--live", env={"SKY_RUNTIME_DIR": str(tmp_path / "empty"),
+                                                       "HOME": str(tmp_path / "home")}).stdout)
+    assert none["rows"][0]["price_kind"] == "catalog" and "no live prices" in none["prices"]

@@ -16,6 +16,8 @@ def add_arguments(p, _cmd: str) -> None:
     p.add_argument("--format", choices=["human", "json"], default="human")
     p.add_argument("--plot", default=None, metavar="PNG", help="write a bar chart of the costs")
     p.add_argument("--explain", action="store_true", help="print every assumption behind the estimate")
+    p.add_argument("--live", action="store_true",
+                   help="use live prices where SkyPilot's catalog cache has them (runpod, vast); labelled live")
     p.add_argument("--accept-privacy-risk", action="store_true",
                    help="judge providers as a launch with --accept-privacy-risk would")
     p.add_argument("--quiet", "-q", action="store_true")
@@ -26,7 +28,8 @@ def _local_gpus() -> int:
     return len(list(d.iterdir())) if d.is_dir() else 0
 
 
-def build_rows(loaded, providers=None, accept_risk: bool = False, today=None) -> tuple[list[dict], object]:
+def build_rows(loaded, providers=None, accept_risk: bool = False, today=None,
+               live: bool = False) -> tuple[list[dict], object]:
     from launcher import cost, privacy
     from launcher.catalog import load_catalog, price_age_days
 
@@ -78,12 +81,34 @@ def build_rows(loaded, providers=None, accept_risk: bool = False, today=None) ->
                 "price_as_of": o.as_of.isoformat(), "price_age_days": price_age_days(o.as_of, today),
                 "price_kind": "catalog", "cheapest_allowed": False,
             })
+            if live and prov.kind == "gpu-marketplace":
+                _apply_live(rows[-1], name, choice, secs, prov, c.nodes)
     rows.sort(key=lambda r: (r["estimated_cost_usd"] if r["estimated_cost_usd"] is not None else 1e18,
                              r["estimated_hours"]))
     best = next((r for r in rows if r["allowed"]), None)
     if best:
         best["cheapest_allowed"] = True
     return rows, w
+
+
+def _apply_live(row: dict, name: str, choice, secs: float, prov, nodes: int) -> None:
+    """Replace a marketplace row's catalog price by the cheapest live one for the same GPU and count
+    (secure rows only take instance types named secure)."""
+    from launcher import cost
+    from launcher.catalog import live_prices
+
+    fit = [lp for lp in live_prices(name) if lp.gpu == choice.gpu and lp.count == choice.gpus_per_instance
+           and (not choice.secure or "secure" in lp.instance_type.lower())]
+    if not fit:
+        return
+    lp = min(fit, key=lambda x: x.price_per_hour)
+    row.update({"price_per_hour": round(lp.price_per_hour * nodes, 4),
+                "spot_price_per_hour": None if lp.spot_price_per_hour is None else round(lp.spot_price_per_hour * nodes, 4),
+                "estimated_cost_usd": cost.job_cost(secs, lp.price_per_hour, prov.billing, nodes),
+                "spot_cost_usd": cost.job_cost(secs, lp.spot_price_per_hour, prov.billing, nodes),
+                "price_kind": "live", "price_source": f"{lp.source} ({lp.instance_type})", "price_verified": True,
+                "price_as_of": lp.fetched_at.date().isoformat(), "price_fetched_at": lp.fetched_at.isoformat(),
+                "price_age_days": max(0, (dt.date.today() - lp.fetched_at.date()).days)})
 
 
 def _local_offer(name, c, cat):
@@ -133,11 +158,15 @@ def run(args, out, _cmd: str) -> int:
         if p not in cat.providers:
             raise UsageError(f"unknown provider '{p}'", hint=f"choose from: {', '.join(cat.providers)}")
     today = dt.date.today()
-    rows, w = build_rows(loaded, args.providers or None, args.accept_privacy_risk, today)
+    rows, w = build_rows(loaded, args.providers or None, args.accept_privacy_risk, today, args.live)
     dates = sorted({r["price_as_of"] for r in rows if r["kind"] != "own-machine"})
     oldest = max((r["price_age_days"] for r in rows if r["kind"] != "own-machine"), default=0)
-    prices = (f"prices: catalog in {load_catalog().path}, dated {dates[0]} to {dates[-1]} "
+    live = sorted({r["price_fetched_at"] for r in rows if r["price_kind"] == "live"})
+    prices = (f"prices: catalog in {cat.path}, dated {dates[0]} to {dates[-1]} "
               f"(the oldest {oldest} days old); unverified figures marked *" if dates else "prices: none")
+    if args.live:
+        prices += (f"; live prices (SkyPilot catalog cache, fetched {live[-1]}) marked ~" if live
+                   else "; no live prices: SkyPilot's catalog cache is absent (it refreshes when SkyPilot runs online)")
     if args.plot:
         _plot(rows, Path(args.plot), loaded.job.name)
     if out.json_mode:
@@ -153,7 +182,7 @@ def run(args, out, _cmd: str) -> int:
     for r in rows:
         mark = "★" if r["cheapest_allowed"] else ("✗" if not r["allowed"] else "")
         offer = r["offer"] + (" (secure)" if r["secure"] and r["kind"] != "own-machine" else "")
-        star = "" if r["price_verified"] else "*"
+        star = "~" if r["price_kind"] == "live" else ("" if r["price_verified"] else "*")
         spot = "-" if r["spot_cost_usd"] is None else f"${r['spot_cost_usd']:.2f}"
         verdict = r["verdict"] if r["allowed"] else f"refused: {r['reasons'][0][:70]}"
         notes = "; ".join(([r["substitute"]] if r["substitute"] else []) + ([r["note"]] if r["note"] else [])
