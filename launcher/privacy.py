@@ -188,9 +188,9 @@ def decide(job: Job, provider: str, accept_risk: bool = False) -> PrivacyDecisio
         warnings.append(f"{provider} is a consumer notebook service ({t.data_location}); "
                         "internal data is allowed, but check your organisation allows it")
     if sens == "confidential" and t.tier not in SAFE_FOR_CONFIDENTIAL:
-        also = f" (even with {t.secure_option})" if t.secure_option else ""
+        also = ", even with its secure option" if t.secure_option else ""
         reasons.append(f"confidential data may run only on this machine or in your own cloud account "
-                       f"(local, sagemaker, azureml, vertex); {provider} is {t.tier}{also}: {t.data_location}")
+                       f"(local, sagemaker, azureml, vertex); {provider} is {t.tier}{also}")
     regions = _check_regions(job, provider, t, reasons)
 
     allowed = not reasons

@@ -141,6 +141,14 @@ def _offers(name, gpu, gpus, regions, cat, secure):
         if found:
             sub = (f"no {'CPU-only machine' if gpu == 'none' else gpu} here: {found[0].gpu} "
                    f"(cheapest with >= {need:g} GB)")
+        else:   # nothing big enough: show the biggest, flagged, so every provider has a row
+            for g in sorted({o.gpu for o in cat.provider(name).offers if o.gpu != "none"},
+                            key=lambda g: -cat.gpus[g].memory_gb):
+                found = candidates(name, g, 1, regions, cat, secure)[:1]
+                if found:
+                    sub = (f"no {gpu} here; its biggest GPU, {g} ({cat.gpus[g].memory_gb:g} GB), "
+                           f"may not fit a job sized for {need:g} GB")
+                    break
     best: dict = {}
     for ch in found:
         best.setdefault((ch.gpu, ch.offer.variant), ch)
@@ -178,20 +186,26 @@ def run(args, out, _cmd: str) -> int:
         return 0
     c = loaded.job.compute
     out.info(f"{loaded.job.name}: {c.gpus} x {c.gpu} x {c.nodes} node(s), {loaded.job.data.sensitivity} data; {prices}")
-    table = []
+    table, notes = [], []
     for r in rows:
         mark = "★" if r["cheapest_allowed"] else ("✗" if not r["allowed"] else "")
         offer = r["offer"] + (" (secure)" if r["secure"] and r["kind"] != "own-machine" else "")
         star = "~" if r["price_kind"] == "live" else ("" if r["price_verified"] else "*")
         spot = "-" if r["spot_cost_usd"] is None else f"${r['spot_cost_usd']:.2f}"
-        verdict = r["verdict"] if r["allowed"] else f"refused: {r['reasons'][0][:70]}"
-        notes = "; ".join(([r["substitute"]] if r["substitute"] else []) + ([r["note"]] if r["note"] else [])
-                          + r["quota_warnings"])
         table.append([mark, r["provider"], f"{r['gpus']}x {r['gpu']}" if r["gpu"] != "none" else "CPU",
                       offer, f"{r['price_per_hour']:.3f}{star}", f"{r['estimated_hours']:.2f}",
-                      f"${r['estimated_cost_usd']:.2f}", spot, r["privacy_tier"], verdict, notes])
-    out.table(["", "provider", "gpu", "offer", "$/h", "hours", "cost", "spot", "privacy", "verdict", "notes"],
-              table, title="estimated whole-job cost, cheapest first (★ cheapest allowed)")
+                      f"${r['estimated_cost_usd']:.2f}", spot, r["privacy_tier"], r["verdict"]])
+        for n in ([r["substitute"]] if r["substitute"] else []) + ([r["note"]] if r["note"] else []) \
+                + r["quota_warnings"] + r["reasons"]:
+            line = f"  {r['provider']} {offer}: {n}"
+            if line not in notes:
+                notes.append(line)
+    out.table(["", "provider", "gpu", "offer", "$/h", "hours", "cost", "spot", "privacy", "verdict"],
+              table, title="estimated whole-job cost, cheapest first (★ cheapest allowed, ✗ refused by the privacy policy)")
+    if notes:
+        out.result("notes:")
+        for n in notes:
+            out.result(n)
     if args.explain:
         out.result("assumptions:")
         for a in w.assumptions:
