@@ -1,10 +1,10 @@
 """Resume anywhere, preemption, atomic checkpoints.
 
 Fast tests build fake checkpoint folders (the layout launcher.train.state writes) and a moto S3
-server on 127.0.0.1; the slow ones train MiniLM on 128 tweets for real:
+server on 127.0.0.1; the slow ones train MiniLM on 96 tweets (6 steps, a checkpoint every 2) for real:
   A  uninterrupted                                  (the reference)
-  B  SIGTERM after the first checkpoint -> 143      then resumed from a copy of B (another folder)
-  C  resumed from s3:// (B uploaded to moto)        through the CLI
+  B  SIGTERM after the first checkpoint -> 143, then resumed from a copy of B (another folder)
+  C  B resumed from s3:// (uploaded to moto) through the CLI
   D  kill -9 at a random moment (CLI), every checkpoint left must load, the rerun says it resumed
 A, B+copy, C and D must end with the same accuracy (within 0.5 points).
 """
@@ -57,7 +57,7 @@ def test_partial_checkpoints_are_skipped_with_a_warning(tmp_path, capsys):
     assert st.latest_checkpoint(run).name == "step-000002"
     err = capsys.readouterr().err
     for name in ("step-000004", "step-000006", "step-000008", "step-000010"):
-        assert f"skipping incomplete checkpoint" in err and name in err
+        assert "skipping incomplete checkpoint" in err and name in err
     assert ".tmp-" not in err
 
 
@@ -184,7 +184,7 @@ def test_fetch_s3_refused_credentials(s3_server, tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- real training (slow)
 
-N_TRAIN, N_EVAL = 128, 64
+N_TRAIN, N_EVAL = 96, 64
 SETS = ["--set", f"data.max_train_samples={N_TRAIN}", "--set", f"data.max_eval_samples={N_EVAL}",
         "--set", "training.epochs=1", "--set", "training.checkpoint_every=2", "--set", "training.seed=7"]
 
@@ -224,10 +224,17 @@ def reference(bundle, tmp_path_factory):
     return accuracy(run)
 
 
-@pytest.mark.slow
-def test_sigterm_checkpoints_exits_143_and_resumes_elsewhere(bundle, reference, tmp_path):
-    run = tmp_path / "b"
+@pytest.fixture(scope="module")
+def interrupted(bundle, tmp_path_factory):
+    """B: SIGTERM after the first checkpoint, as a platform does before reclaiming a spot machine."""
+    run = tmp_path_factory.mktemp("b") / "run"
     rc, log = train(bundle, run, stop_after_ckpt=True)
+    return run, rc, log
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_exits_143_and_resumes_elsewhere(bundle, reference, interrupted, tmp_path):
+    run, rc, log = interrupted
     assert rc == st.PREEMPTED_EXIT, log[-2000:]
     assert "Stopped by SIGTERM" in log
     last = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()][-1]
@@ -246,10 +253,9 @@ def test_sigterm_checkpoints_exits_143_and_resumes_elsewhere(bundle, reference, 
 
 
 @pytest.mark.slow
-def test_resume_from_s3_through_the_cli(bundle, reference, s3_server, tmp_path):
-    run = tmp_path / "b"
-    rc, log = train(bundle, run, stop_after_ckpt=True)
-    assert rc == st.PREEMPTED_EXIT, log[-2000:]
+def test_resume_from_s3_through_the_cli(reference, interrupted, s3_server, tmp_path):
+    run, rc, _ = interrupted
+    assert rc == st.PREEMPTED_EXIT
     upload(run, "runs", "team/b")
     out = tmp_path / "from-s3"
     r = launch("--provider", "local", str(TEMPLATE), *SETS, "--set", f"output.dir={out}",
