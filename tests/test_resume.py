@@ -288,3 +288,67 @@ def test_kill9_at_a_random_moment_never_leaves_a_bad_checkpoint(reference, tmp_p
     assert r.returncode == 0, r.stderr[-2000:]
     assert finished or "resum" in r.stderr.lower()
     assert abs(accuracy(out) - reference) <= 0.005
+
+
+# ---------------------------------------------------------------- GCS through a stub of its JSON API
+
+@pytest.fixture
+def gcs_stub(monkeypatch):
+    """Objects in a dict, served the way the GCS JSON API lists and downloads them."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, unquote, urlparse
+
+    objects: dict[str, bytes] = {}
+    status = {"code": 200}
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            u = urlparse(self.path)
+            q = parse_qs(u.query)
+            if status["code"] != 200:
+                return self._send(status["code"], json.dumps({"error": {"code": status["code"],
+                                                                         "message": "denied"}}).encode())
+            if u.path.startswith("/download/storage/v1/b/"):
+                name = unquote(u.path.split("/o/", 1)[1])
+                return self._send(200, objects[name], "application/octet-stream")
+            if u.path.endswith("/o"):
+                prefix = q.get("prefix", [""])[0]
+                items = [{"name": k, "size": str(len(v)), "bucket": "b"} for k, v in sorted(objects.items())
+                         if k.startswith(prefix)]
+                return self._send(200, json.dumps({"kind": "storage#objects", "items": items}).encode())
+            self._send(404, b"{}")
+
+        def _send(self, code, body, ctype="application/json"):
+            self.send_response(code)
+            self.send_header("content-type", ctype)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{srv.server_address[1]}")
+    yield objects, status
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_fetch_gs_through_the_real_client(gcs_stub, tmp_path):
+    from launcher.resume import fetch_uri
+
+    objects, status = gcs_stub
+    run = tmp_path / "run"
+    fake_ckpt(run, 2)
+    fake_ckpt(run, 4, complete=False)                        # the newest never finished
+    for f in run.rglob("*"):
+        if f.is_file():
+            objects[f"exp/run/{f.relative_to(run)}"] = f.read_bytes()
+    dest = fetch_uri("gs://b/exp/run", tmp_path / "dest")
+    assert st.find_checkpoint(dest).name == "step-000002"
+    status["code"] = 403
+    with pytest.raises(CredentialsError, match="were refused"):
+        fetch_uri("gs://b/exp/run", tmp_path / "d2")
