@@ -7,6 +7,14 @@ Run directory layout (the same on every provider):
     predictions.csv, eval_metrics.json, summary.json, train.log
 A checkpoint is written to a temporary folder and renamed into place only when complete, so a
 kill at any moment leaves either a whole checkpoint or none; a folder without COMPLETE is skipped.
+COMPLETE lists every file and its size, so a checkpoint copied or synced only in part (a bucket
+sync cut short, a FUSE rename that is not atomic) is skipped as well, with a warning.
+
+Portable: the folder can be copied anywhere (another provider, s3://, gs://) and resumed with
+`--resume-from`. trainer_state.json holds the step, epoch, data position (micro_in_epoch, in
+per-process micro-batches, with the process count it was saved with) and the best metric.
+Resuming with another number of processes converts the data position (adapt_position); RNG
+states are per process, so the continuation is correct but not bit-identical then.
 """
 
 from __future__ import annotations
