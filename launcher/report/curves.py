@@ -48,8 +48,10 @@ def learning_curves(run, dest: Path, diagnosis: Optional[dict] = None) -> Path:
         f1 = _finite(run.series("eval_f1_macro"))
         if f1:
             ax_m.plot(*zip(*f1), color="tab:olive", marker=".", ms=4, lw=1, ls="--", label="validation F1 (macro)")
-        if run.num_labels:
-            ax_m.axhline(1 / run.num_labels, color="grey", lw=0.8, ls=":", label="chance")
+        chance = ((diagnosis or {}).get("measures") or {}).get("chance_accuracy") or \
+            (1 / run.num_labels if run.num_labels else None)
+        if chance:
+            ax_m.axhline(chance, color="grey", lw=0.8, ls=":", label=f"chance ({chance:.2f})")
     best, model_step = run.best_step, run.model_step
     for ax in (ax_loss, ax_m):
         every = -(-len(run.epoch_ends) // 30)  # at most 30 epoch lines
