@@ -242,8 +242,11 @@ def data_size(loaded) -> DataSize:
     hit = _token_cache().get(key)
     if hit:
         return DataSize(n_train, n_val, hit["tokens"], hit["padding"], method + hit["method"] + " (cached)")
-    if texts and tok is not None:
+    try:
         from tokenizers import Tokenizer
+    except ImportError:          # a CLI-only install: no tokenizers library
+        tok = None
+    if texts and tok is not None:
         t = Tokenizer.from_file(str(tok))
         t.no_padding()
         t.enable_truncation(d.max_length)

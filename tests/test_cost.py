@@ -171,3 +171,22 @@ def test_quota_warnings():
     assert len(both) == 2 and "weekly quota (30 h)" in both[1]
     assert "12 h" in cost.quota_warnings(13, load_catalog().providers["colab"], "Colab")[0]
     assert math.isfinite(cost.utilisation(1))
+
+
+def test_tokens_fall_back_to_chars_per_token_without_tokenizers(monkeypatch, tmp_path):
+    import sys
+    monkeypatch.setenv("LAUNCHER_HOME", str(tmp_path))        # no cached measurement
+    monkeypatch.setitem(sys.modules, "tokenizers", None)      # import fails
+    ds = cost.data_size(loaded("data.max_train_samples=200"))
+    assert "characters per token" in ds.method
+    assert 15 < ds.tokens_per_example < 64
+
+
+def test_token_measurement_is_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("LAUNCHER_HOME", str(tmp_path))
+    first = cost.data_size(loaded())
+    again = cost.data_size(loaded())
+    assert "(cached)" in again.method and "(cached)" not in first.method
+    assert again.tokens_per_example == pytest.approx(first.tokens_per_example)
+    other = cost.data_size(loaded("data.max_length=16"))                 # another setting: measured anew
+    assert "(cached)" not in other.method

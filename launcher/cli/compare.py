@@ -220,7 +220,11 @@ def run(args, out, _cmd: str) -> int:
 
 
 def _plot(rows: list[dict], path: Path, name: str) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from launcher.errors import MissingDependencyError
+        raise MissingDependencyError("matplotlib (for --plot)", "train") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
