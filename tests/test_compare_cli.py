@@ -171,3 +171,10 @@ def test_compare_live_prices_from_skypilot_cache_are_labelled(tmp_path):
     none = json.loads(launch(*base, "--live", env={"SKY_RUNTIME_DIR": str(tmp_path / "empty"),
                                                        "HOME": str(tmp_path / "home")}).stdout)
     assert none["rows"][0]["price_kind"] == "catalog" and "no live prices" in none["prices"]
+
+
+def test_compare_flags_a_model_too_big_for_the_gpu():
+    d = compare_json("--set", "model.name_or_path=org/Llama-3.1-8B", "--provider", "sagemaker")
+    r = d["rows"][0]
+    assert any("AdamW states; a T4 has 16 GB" in w for w in r["quota_warnings"])
+    assert "guessed from the name" in d["assumptions"][0]

@@ -60,6 +60,11 @@ def build_rows(loaded, providers=None, accept_risk: bool = False, today=None,
             warns = cost.quota_warnings(hours, prov, prov.display_name)
             if hours > c.max_hours:
                 warns.append(f"{hours:.2f} h exceeds compute.max_hours {c.max_hours:g}: the job would be stopped")
+            if choice.gpu != "none":
+                need = w.model.total * 16 / 1e9   # fp32 weights + grads + AdamW moments, unsharded (DDP)
+                have = cat.gpus[choice.gpu].memory_gb
+                if need > have * 0.9:
+                    warns.append(f"~{need:.0f} GB for weights, gradients and AdamW states; a {choice.gpu} has {have:g} GB")
             total_ph = choice.price_per_hour * c.nodes
             if c.max_price_per_hour is not None and total_ph > c.max_price_per_hour:
                 warns.append(f"${total_ph:.2f}/h is above compute.max_price_per_hour {c.max_price_per_hour:g}")
