@@ -178,3 +178,10 @@ def test_compare_flags_a_model_too_big_for_the_gpu():
     r = d["rows"][0]
     assert any("AdamW states; a T4 has 16 GB" in w for w in r["quota_warnings"])
     assert "guessed from the name" in d["assumptions"][0]
+
+
+def test_compare_spot_jobs_rank_by_spot_cost():
+    rows = compare_json("--set", "compute.spot=true", "--set", "compute.gpu=A100-80GB",
+                        "--provider", "azureml", "--provider", "vertex", "--provider", "jarvislabs")["rows"]
+    keys = [r["spot_cost_usd"] if r["spot_cost_usd"] is not None else r["estimated_cost_usd"] for r in rows]
+    assert keys == sorted(keys) and rows[0]["provider"] == "azureml"     # 0.489/h low-priority

@@ -88,8 +88,10 @@ def build_rows(loaded, providers=None, accept_risk: bool = False, today=None,
             })
             if live and prov.kind == "gpu-marketplace":
                 _apply_live(rows[-1], name, choice, secs, prov, c.nodes)
-    rows.sort(key=lambda r: (r["estimated_cost_usd"] if r["estimated_cost_usd"] is not None else 1e18,
-                             r["estimated_hours"]))
+    def key(r):  # a job that asks for spot capacity is ranked by its spot cost where there is one
+        v = r["spot_cost_usd"] if c.spot and r["spot_cost_usd"] is not None else r["estimated_cost_usd"]
+        return (v if v is not None else 1e18, r["estimated_hours"])
+    rows.sort(key=key)
     best = next((r for r in rows if r["allowed"]), None)
     if best:
         best["cheapest_allowed"] = True
