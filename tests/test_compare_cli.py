@@ -185,3 +185,13 @@ def test_compare_spot_jobs_rank_by_spot_cost():
                         "--provider", "azureml", "--provider", "vertex", "--provider", "jarvislabs")["rows"]
     keys = [r["spot_cost_usd"] if r["spot_cost_usd"] is not None else r["estimated_cost_usd"] for r in rows]
     assert keys == sorted(keys) and rows[0]["provider"] == "azureml"     # 0.489/h low-priority
+
+
+def test_busy_machine_warning(monkeypatch):
+    import os
+
+    from launcher.cli import compare
+    monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 1.0, 1.0))
+    assert "busy" in compare._busy_warning()[0]
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert compare._busy_warning() == []

@@ -23,6 +23,19 @@ def add_arguments(p, _cmd: str) -> None:
     p.add_argument("--quiet", "-q", action="store_true")
 
 
+def _busy_warning() -> list[str]:
+    """The local estimate assumes the cores are free; say so when they are not."""
+    import os
+    try:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    except OSError:
+        return []
+    if load > 1.5 * cores:
+        return [f"this machine is busy (load {load:.1f} on {cores} cores): a local run will take longer "
+                "than estimated, which assumes the cores are free"]
+    return []
+
+
 def _local_gpus() -> int:
     d = Path("/proc/driver/nvidia/gpus")
     return len(list(d.iterdir())) if d.is_dir() else 0
@@ -53,7 +66,9 @@ def build_rows(loaded, providers=None, accept_risk: bool = False, today=None,
             else:
                 secs, how = cost.gpu_seconds(w, cat.gpus[choice.gpu], min(c.gpus, choice.gpus_per_instance) or 1,
                                              c.nodes, job.training.mixed_precision)
-            if prov.kind != "own-machine":
+            if prov.kind == "own-machine":
+                warns += _busy_warning()
+            else:
                 secs += prov.overhead.minutes * 60
                 how += f"; + {prov.overhead.minutes:g} min {prov.kind} overhead ({prov.overhead.what})"
             hours = secs / 3600
