@@ -40,7 +40,7 @@ def stopped(tmp_path_factory):
                "--set", "data.max_train_samples=16", "--set", "data.max_eval_samples=48",
                "--set", "training.epochs=30", "--set", "training.learning_rate=0.0002",
                "--set", "training.early_stopping_patience=2", "--set", "training.keep_checkpoints=1",
-               "--set", "training.warmup_ratio=0")
+               "--set", "training.warmup_ratio=0", timeout=1800)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return out, r
 

@@ -27,7 +27,7 @@ def runs(tmp_path_factory):
         if pattern not in done:
             out = root / pattern
             sets = [x for s in RUNS[pattern] for x in ("--set", s)]
-            r = launch("--provider", "local", str(TEMPLATE), "--set", f"output.dir={out}", *sets)
+            r = launch("--provider", "local", str(TEMPLATE), "--set", f"output.dir={out}", *sets, timeout=1800)
             assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
             done[pattern] = (out, r, json.loads((out / "summary.json").read_text()))
         return done[pattern]
