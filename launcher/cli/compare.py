@@ -66,13 +66,13 @@ def build_rows(loaded, providers=None, accept_risk: bool = False, today=None,
             else:
                 secs, how = cost.gpu_seconds(w, cat.gpus[choice.gpu], min(c.gpus, choice.gpus_per_instance) or 1,
                                              c.nodes, job.training.mixed_precision)
-            if prov.kind == "own-machine":
-                warns += _busy_warning()
-            else:
+            if prov.kind != "own-machine":
                 secs += prov.overhead.minutes * 60
                 how += f"; + {prov.overhead.minutes:g} min {prov.kind} overhead ({prov.overhead.what})"
             hours = secs / 3600
             warns = cost.quota_warnings(hours, prov, prov.display_name)
+            if prov.kind == "own-machine":
+                warns += _busy_warning()
             if hours > c.max_hours:
                 warns.append(f"{hours:.2f} h exceeds compute.max_hours {c.max_hours:g}: the job would be stopped")
             if choice.gpu != "none":
