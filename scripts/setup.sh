@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 what="${1:-demo}"
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-pip=(.venv/bin/python -m pip install --disable-pip-version-check -q)
+pip=(.venv/bin/python -m pip install --disable-pip-version-check -q -c scripts/constraints.txt)
 # The CPU build of torch first: otherwise a dependency pulls the multi-GB CUDA build.
 # On a machine with an NVIDIA GPU set TORCH_SPEC (e.g. TORCH_SPEC=torch) to take the CUDA build.
 .venv/bin/python -c "import torch" 2>/dev/null || "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
