@@ -89,6 +89,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=physical_cores())
     ap.add_argument("--no-group", action="store_true", help="skip the Trainer group_by_length variant")
+    ap.add_argument("--max-wall-s", type=float, default=900,
+                    help="start no round (and no trainer-group run) that would end past this")
     a = ap.parse_args()
     t_start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -102,16 +104,30 @@ def main() -> None:
     res: dict[str, list[dict]] = {s: [] for s in sides}
     print(f"# {a.train} train / {a.eval} eval examples, 1 epoch, batch 16, max_length 64, "
           f"{a.threads} threads, {a.rounds} rounds, alternating", flush=True)
+    run_s: list[float] = []  # wall seconds of each run, to stay inside --max-wall-s on a busy machine
+    done_rounds = 0
     for r in range(a.rounds):
+        elapsed = time.perf_counter() - t_start
+        if r > 0 and elapsed + sum(run_s[: len(sides)]) > a.max_wall_s:
+            print(f"# stopping after {r} round(s): another would pass --max-wall-s {a.max_wall_s:.0f}", flush=True)
+            break
         order = sides[r % len(sides):] + sides[: r % len(sides)]  # rotate: no side always runs first
         bundle = bundles[r]
         for s in order:
+            if s == "trainer-group" and run_s and time.perf_counter() - t_start + max(run_s) > a.max_wall_s:
+                print("# skipping trainer-group: it would pass --max-wall-s", flush=True)
+                sides.remove(s)
+                res.pop(s)
+                continue
             out = tmp / f"{s}-{r}"
+            t_run = time.perf_counter()
             x = run_ours(bundle, out, env) if s == "ours" else run_trainer(bundle, out, env, s == "trainer-group")
+            run_s.append(time.perf_counter() - t_run)
             res[s].append(x)
             print(f"round {r + 1} {s:14s} {x['examples_per_s']:7.2f} examples/s  loop {x['loop_s']:6.1f}s  "
                   f"steps {x['steps']}  acc {x['eval_accuracy']:.4f}  "
                   f"padded/real {x['padded_tokens'] / max(x['real_tokens'], 1):.3f}", flush=True)
+        done_rounds += 1
 
     def med(s: str, k: str) -> float:
         return statistics.median(x[k] for x in res[s]) if "acc" not in k else statistics.mean(x[k] for x in res[s])
@@ -124,7 +140,7 @@ def main() -> None:
     out = {
         "bench": "train_throughput", "date": time.strftime("%Y-%m-%d"), "machine": platform.processor()
         or platform.machine(), "threads": a.threads, "train_examples": a.train, "eval_examples": a.eval,
-        "rounds": a.rounds,
+        "rounds": done_rounds,
         "ours_examples_per_s": round(med("ours", "examples_per_s"), 3),
         "trainer_examples_per_s": round(med("trainer", "examples_per_s"), 3),
         "ratio": round(ratio, 3), "paired_ratios": [round(x, 3) for x in paired],
