@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -52,30 +53,40 @@ def launch_exe() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "launcher.cli.main"]
 
 
-def timed(cmd: list[str], env: dict, timeout: float = 120) -> tuple[float, int, str]:
-    t = time.perf_counter()
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list[str], env: dict, timeout: float = 120, cpu: list | None = None) -> tuple[float, int, str]:
+    """Wall seconds (and, appended to `cpu`, the CPU seconds the command used: on a machine shared
+    with other work the wall time includes waiting for a core, the CPU time does not)."""
+    t, c = time.perf_counter(), _children_cpu()
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         rc, err = p.returncode, (p.stderr.strip().splitlines() or [""])[-1]
     except subprocess.TimeoutExpired:
         rc, err = 124, f"timed out after {timeout:.0f} s"
+    if cpu is not None:
+        cpu.append(_children_cpu() - c)
     return time.perf_counter() - t, rc, err
 
 
 def median_of(n: int, cmd: list[str], env: dict, fresh_out: Path | None = None) -> dict:
-    times, rc, err = [], 0, ""
+    times, cpu, rc, err = [], [], 0, ""
     for i in range(n):
         c = list(cmd)
         if fresh_out is not None:
             out = fresh_out / str(i)
             c += ["--out", str(out)]
-        dt, rc, err = timed(c, env)
+        dt, rc, err = timed(c, env, cpu=cpu)
         if rc != 0:
             return {"median_s": None, "error": err[:200], "rc": rc}
         times.append(dt)
         if fresh_out is not None:
             shutil.rmtree(fresh_out / str(i), ignore_errors=True)
-    return {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3), "runs": n}
+    return {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
+            "cpu_s": round(statistics.median(cpu), 3), "runs": n}
 
 
 def main() -> None:
@@ -119,7 +130,7 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
     for k, v in {**res, **peers}.items():
-        shown = f"{v['median_s']:.3f} s" if v.get("median_s") is not None else \
+        shown = f"{v['median_s']:.3f} s  (cpu {v['cpu_s']:.3f} s)" if v.get("median_s") is not None else \
             (f"{v['seconds']} s (rc {v['rc']})" if "seconds" in v else (v.get("skipped") or v.get("error") or v.get("note", "")))
         print(f"{k:22s} {shown}", flush=True)
     dry = {k: v["median_s"] for k, v in res.items() if k.startswith("dry_run_") and v.get("median_s") is not None}
@@ -130,6 +141,7 @@ def main() -> None:
         "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2), "runs": a.runs,
         "help_s": res["help"]["median_s"], "compare_s": res["compare"]["median_s"],
         "dry_run_s": dry, "dry_run_max_s": worst, "failed": failed,
+        "cpu_s": {k: v.get("cpu_s") for k, v in res.items()},
         "peer_sky_help_s": peers.get("sky_help", {}).get("median_s"),
         "peer_sky_task_render_s": peers.get("sky_task_render", {}).get("median_s"),
         "peer_sky_launch_dryrun": peers.get("sky_launch_dryrun"),
