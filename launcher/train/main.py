@@ -177,7 +177,10 @@ def run(args) -> int:
     train_cols = [c for c in train_ds.column_names if c in ("input_ids", "labels")]
     train_feats = train_ds.select_columns(train_cols)
     sampler = LengthGroupedBatches(train_ds["length"], t.batch_size, t.seed, group=t.group_by_length)
-    train_dl = torch.utils.data.DataLoader(train_feats, batch_sampler=sampler, collate_fn=collate)
+    # Its own generator: starting an iterator draws a seed, and from torch's global RNG that draw
+    # would shift dropout after a mid-epoch resume (the run would not match an uninterrupted one).
+    train_dl = torch.utils.data.DataLoader(train_feats, batch_sampler=sampler, collate_fn=collate,
+                                           generator=torch.Generator().manual_seed(t.seed))
     val_dl = ev.eval_loader(val_ds, t.batch_size * 2, collate)
 
     # ---- model, optimizer, schedule ----
