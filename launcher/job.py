@@ -222,6 +222,9 @@ class KaggleSettings(_Strict):
 class SkyPilotSettings(_Strict):
     cloud: Optional[str] = Field(None, description="SkyPilot cloud for provider 'skypilot' (kubernetes, aws, gcp, lambda, ...).")
     region: Optional[str] = Field(None, description="Region to pin.")
+    storage_bucket: Optional[str] = Field(
+        None, description="Bucket for spot runs' run directory (SkyPilot managed jobs mount it): a name "
+                          "(created when missing) or an s3:// gs:// URI; default: derived from the plan.")
 
 
 class ProviderSettings(_Strict):

@@ -133,3 +133,27 @@ def test_limits_declared(tmp_path):
         plan_for(tmp_path / "r", "providers.jarvislabs.region=XX9")
     backend, plan = plan_for(tmp_path / "in", "data.regions=[IN1]")
     assert backend.region(plan) == "india-chennai-01"
+
+
+def test_gpu_policy_cheapest_at_least_as_capable(tmp_path):
+    backend, plan = plan_for(tmp_path, "compute.gpu=RTX3090")      # 24 GB, 71 TFLOP/s: L4 (24 GB, 121)
+    req = backend.request(plan)
+    assert req["gpu_type"] == "L4" and plan.settings["gpu_asked"] == "RTX3090"
+    assert any("RTX3090" in n and "L4 instead" in n for n in plan.notes)
+    backend, plan = plan_for(tmp_path / "a", "compute.gpu=A10")    # 125 TFLOP/s: L4 is not enough
+    assert backend.request(plan)["gpu_type"] == "A100-80GB"
+    backend, plan = plan_for(tmp_path / "h", "compute.gpu=H200")   # offered: taken as asked
+    assert backend.request(plan)["gpu_type"] == "H200" and not any("instead" in n for n in plan.notes)
+
+
+def test_resume_uri_installs_its_client_in_the_startup_script(tmp_path):
+    loaded = load_job(str(TEMPLATE), [f"output.dir={tmp_path / 'run'}"])
+    backend = get_backend("jarvislabs")
+    plain = make_plan(loaded, "jarvislabs", tmp_path / "a" / "bundle", backend=backend)
+    gs = make_plan(loaded, "jarvislabs", tmp_path / "b" / "bundle", backend=backend,
+                   resume_from="gs://runs/team/b")
+    assert plain.bundle.sha256 == gs.bundle.sha256
+    assert "google-cloud-storage" not in backend.startup_script(plain)
+    script = backend.startup_script(gs)
+    install, start = script.index("pip install -q google-cloud-storage"), script.index("nohup")
+    assert install < start and "--resume-from gs://runs/team/b" in script[start:]

@@ -39,9 +39,13 @@ def test_colab_notebook_valid_with_gpu_metadata_and_no_secret(tmp_path, monkeypa
 
 
 def test_colab_gpu_mapping_and_cpu(tmp_path):
-    backend, plan = plan_for(tmp_path, "colab", "compute.gpu=A100-80GB")
+    backend, plan = plan_for(tmp_path, "colab", "compute.gpu=A100-40GB")
     nb = nbformat.read(backend.render(plan, tmp_path / "out")[0], as_version=4)
     assert nb.metadata["colab"]["gpuType"] == "A100"
+    # Colab's A100 has 40 GB: an A100-80GB job gets the cheapest GPU at least as capable, with a note
+    backend, plan = plan_for(tmp_path / "80", "colab", "compute.gpu=A100-80GB")
+    nb = nbformat.read(backend.render(plan, tmp_path / "80" / "out")[0], as_version=4)
+    assert nb.metadata["colab"]["gpuType"] == "H100" and any("H100 instead" in n for n in plan.notes)
     backend, plan = plan_for(tmp_path / "cpu", "colab", "compute.gpu=none")
     nb = nbformat.read(backend.render(plan, tmp_path / "cpu" / "out")[0], as_version=4)
     assert "accelerator" not in nb.metadata
@@ -141,3 +145,26 @@ def test_kaggle_without_credentials(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     chk = get_backend("kaggle").check_credentials()
     assert not chk.ok and "KAGGLE_API_TOKEN" in chk.hint and "kaggle kernels push" in chk.hint
+
+
+def test_kaggle_refuses_a_gpu_it_cannot_match(tmp_path):
+    from launcher.errors import JobError
+    with pytest.raises(JobError, match=r"compute.gpu: kaggle has no H100.*kaggle offers T4 \(up to 2 per machine\)"):
+        plan_for(tmp_path, "kaggle", "compute.gpu=H100")
+    backend, plan = plan_for(tmp_path / "k", "kaggle", "compute.gpu=T4", "compute.gpus=2")
+    assert backend.metadata(plan)["machine_shape"] == "NvidiaTeslaT4" and not any("instead" in n for n in plan.notes)
+
+
+def test_notebook_installs_the_resume_uri_client(tmp_path):
+    from launcher.backends import get_backend
+    from launcher.jobfile import load_job
+    from launcher.plan import make_plan
+    loaded = load_job(str(TEMPLATE), [f"output.dir={tmp_path / 'run'}"])
+    backend = get_backend("kaggle")
+    plan = make_plan(loaded, "kaggle", tmp_path / "b", backend=backend, resume_from="s3://runs/x/checkpoints/step-000004")
+    [_, nb_path] = backend.render(plan, tmp_path / "out")
+    cells = [c.source for c in nbformat.read(nb_path, as_version=4).cells]
+    install = next(i for i, c in enumerate(cells) if "requirements.txt" in c)
+    run = next(i for i, c in enumerate(cells) if "launcher.train.launch" in c)
+    assert "pip install -q boto3" in cells[install] and install < run
+    assert "--resume-from s3://runs/x/checkpoints/step-000004" in cells[run]

@@ -236,3 +236,57 @@ def test_no_credentials_is_a_check_not_a_crash(backend, monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     c = backend.check_credentials()
     assert not c.ok and "aws configure" in c.hint
+
+
+def test_resume_from_one_checkpoint_is_copied_into_the_jobs_prefix(tmp_path, backend, aws):
+    """--resume-from s3://.../checkpoints/step-N: the job keeps its own checkpoint prefix, and submit
+    copies that checkpoint there as checkpoints/step-N, so /opt/ml/checkpoints holds it at start."""
+    import boto3
+    s3 = boto3.client("s3", region_name="us-east-1")
+    old = "old/jobs/prev/checkpoints"
+    files = {"COMPLETE": b"{}", "trainer_state.json": b'{"global_step": 4}', "model.safetensors": b"w" * 10}
+    for name, body in files.items():
+        s3.put_object(Bucket="example-bucket", Key=f"{old}/checkpoints/step-000004/{name}", Body=body)
+    s3.put_object(Bucket="example-bucket", Key=f"{old}/checkpoints/step-000008/COMPLETE", Body=b"{}")
+    s3.put_object(Bucket="example-bucket", Key=f"{old}/metrics.jsonl", Body=b'{"type": "train", "step": 4}\n')
+    uri = f"s3://example-bucket/{old}/checkpoints/step-000004"
+    from launcher.jobfile import load_job
+    from launcher.plan import make_plan as mk
+    overrides = [s for s in MANAGED_SETTINGS + SMALL if s != "--set"] + [f"output.dir={tmp_path / 'run'}"]
+    plan = mk(load_job(str(TEMPLATE), overrides), "sagemaker", tmp_path / "bundle", resume_from=uri)
+    req = backend.request(plan)
+    ckpt = req["CheckpointConfig"]["S3Uri"]
+    assert ckpt != uri and ckpt.endswith(f"/jobs/{req['TrainingJobName']}/checkpoints")
+    assert any("step-000004" in n and "copies" in n for n in plan.notes)
+    h = backend.submit(plan, tmp_path / "sub")
+    base = ckpt[len("s3://example-bucket/"):]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="example-bucket", Prefix=base + "/")["Contents"]}
+    assert keys == {f"{base}/checkpoints/step-000004/{n}" for n in files} | {f"{base}/metrics.jsonl"}
+    body = s3.get_object(Bucket="example-bucket", Key=f"{base}/checkpoints/step-000004/model.safetensors")["Body"]
+    assert body.read() == files["model.safetensors"] and h.extra["checkpoints"] == ckpt
+
+
+def test_resume_from_an_incomplete_checkpoint_is_refused(tmp_path, backend, aws):
+    import boto3
+    from launcher.errors import UsageError
+    from launcher.jobfile import load_job
+    from launcher.plan import make_plan as mk
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.put_object(Bucket="example-bucket", Key="half/checkpoints/step-000002/model.safetensors", Body=b"w")
+    overrides = [s for s in MANAGED_SETTINGS + SMALL if s != "--set"] + [f"output.dir={tmp_path / 'run'}"]
+    plan = mk(load_job(str(TEMPLATE), overrides), "sagemaker", tmp_path / "bundle",
+              resume_from="s3://example-bucket/half/checkpoints/step-000002")
+    with pytest.raises(UsageError, match="no complete checkpoint"):
+        backend.submit(plan, tmp_path / "sub")
+    sm = boto3.client("sagemaker", region_name="us-east-1")
+    names = [j["TrainingJobName"] for j in sm.list_training_jobs()["TrainingJobSummaries"]]
+    assert backend.locations(plan)["name"] not in names               # nothing started
+
+
+def test_resume_from_a_run_uri_is_the_checkpoint_prefix(tmp_path, backend):
+    from launcher.jobfile import load_job
+    from launcher.plan import make_plan as mk
+    overrides = [s for s in MANAGED_SETTINGS + SMALL if s != "--set"] + [f"output.dir={tmp_path / 'run'}"]
+    uri = "s3://example-bucket/x/jobs/prev/checkpoints"
+    plan = mk(load_job(str(TEMPLATE), overrides), "sagemaker", tmp_path / "bundle", resume_from=uri)
+    assert backend.request(plan)["CheckpointConfig"]["S3Uri"] == uri

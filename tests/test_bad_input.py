@@ -274,11 +274,22 @@ def test_cli_data_problems(tmp_path):
     assert "single class" in line
 
 
-@pytest.mark.xfail(strict=False, reason="backends do not yet refuse a GPU their catalog lacks (reported to the lead)")
-@pytest.mark.parametrize("provider,gpu", [("kaggle", "H100"), ("colab", "H200"), ("jarvislabs", "RTX3090")])
-def test_cli_gpu_the_provider_lacks(tmp_path, provider, gpu):
-    refused(launch("--provider", provider, str(TEMPLATE), "--set", f"compute.gpu={gpu}", *MANAGED_SETTINGS,
-                   "--dry-run", "--out", str(tmp_path / "o")), "compute.gpu")
+@pytest.mark.parametrize("provider,gpu,offers", [("kaggle", "H100", "kaggle offers T4 (up to 2 per machine)"),
+                                                 ("colab", "H200", "colab offers T4"),
+                                                 ("sagemaker", "RTX4090", "it offers: T4")])
+def test_cli_gpu_the_provider_lacks(tmp_path, provider, gpu, offers):
+    """Nothing at least as capable: refused, naming what the provider has."""
+    line = refused(launch("--provider", provider, str(TEMPLATE), "--set", f"compute.gpu={gpu}", *MANAGED_SETTINGS,
+                          "--dry-run", "--out", str(tmp_path / "o")), None if provider == "sagemaker" else "compute.gpu")
+    assert offers in line, line
+
+
+def test_cli_gpu_the_provider_lacks_but_can_beat(tmp_path):
+    """jarvislabs has no RTX3090, but an L4 is at least as capable: taken, and said."""
+    r = launch("--provider", "jarvislabs", str(TEMPLATE), "--set", "compute.gpu=RTX3090", "--dry-run",
+               "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert "renting L4 instead" in r.stderr
 
 
 def test_cli_gpu_unknown_everywhere(tmp_path):

@@ -106,12 +106,14 @@ def test_jarvislabs_submit_twice_is_one_instance(tmp_path, monkeypatch, delays):
     assert a.job_id == b.job_id and len(api.instances) == 1
 
 
-@pytest.mark.xfail(strict=False, reason="a create whose answer is lost is retried blindly: the retry "
-                                        "should look the instance up by name first (reported)")
-def test_jarvislabs_lost_answer_is_not_a_second_instance(tmp_path, monkeypatch, delays):
-    api, flaky, backend, plan = jarvis(tmp_path, monkeypatch, 502, 1, "/create", after=True)
-    backend.submit(plan, tmp_path / "out")
-    assert len(api.instances) == 1
+@pytest.mark.parametrize("fault", [500, 502, 503])
+def test_jarvislabs_lost_answer_is_not_a_second_instance(tmp_path, monkeypatch, delays, fault):
+    """The server created the instance, then answered 5xx: the retry looks it up by name first."""
+    api, flaky, backend, plan = jarvis(tmp_path, monkeypatch, fault, 1, "/create", after=True)
+    h = backend.submit(plan, tmp_path / "out")
+    assert flaky.failed == 1 and len(api.creates()) == 1          # the create the server did act on
+    assert len(api.instances) == 1 and int(h.job_id) in api.instances
+    assert len(delays) == 1                                       # one backoff, then the lookup found it
 
 
 # ---------------------------------------------------------------- SageMaker via boto3 -> stub

@@ -5,6 +5,12 @@ Contract (each provider module states how it meets it):
   hint says exactly what to set.
 - `validate(plan)` raises UsageError/CapabilityError for requests the provider cannot serve
   (e.g. nodes > 1 on Runpod), before anything is rendered.
+- The GPU (compute.gpu) a provider lacks: the rented and notebook backends (runpod, vast,
+  jarvislabs, colab, kaggle) all call `launcher.backends.rented.fit_gpu` from validate(): the
+  cheapest GPU the provider offers (providers.yaml) that is at least as capable (memory and peak
+  fp16/bf16 TFLOP/s >=, from the catalog's gpus table) is taken, with a plan note; when none is,
+  a UsageError at compute.gpu names what the provider offers. The managed platforms (sagemaker,
+  azureml, vertex) refuse through `catalog.choose_instance`, whose message lists their GPUs.
 - `render(plan, out)` writes the provider's own artifact(s) into `out`, contacting no one and
   needing no credentials; it returns the paths written. `--dry-run` stops here.
 - `submit(plan, out)` renders, then sends the job; returns a Handle that `status`, `logs`,

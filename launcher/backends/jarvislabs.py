@@ -9,7 +9,8 @@ across pause/resume).
 Submit: `scripts.add(startup.sh, name)` then `instances.create(gpu_type, num_gpus, template,
 storage, name, script_id, region, is_spot)`. The instance name derives from the plan
 (`<job>-<bundle sha[:8]>`), and an instance of that name that is not destroyed is reused:
-submitting twice creates one instance. Status is the instance's status. Cancel destroys the
+submitting twice creates one instance. The lookup runs again before each retry of the create, so
+a 5xx whose request the server did act on finds that instance instead of renting a second. Status is the instance's status. Cancel destroys the
 instance (safe to repeat: a missing instance counts as done). Jarvislabs has no log or file API:
 logs and fetch go over the SSH command the client reports for the instance (what `jl ssh` does),
 which needs an SSH key registered with Jarvislabs (`jl ssh-key add`).
@@ -30,6 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from launcher.backends import rented
 from launcher.backends.base import Backend, CredentialCheck, Handle, JobStatus
 from launcher.backends.retry import with_retries
 from launcher.errors import CredentialsError, MissingDependencyError, ProviderError, UsageError
@@ -38,8 +40,9 @@ REMOTE_DIR = "/home/launcher-run"
 REQUEST_FILE = "jarvislabs-request.json"
 SCRIPT_FILE = "startup.sh"
 REGIONS = {"IN1": "india-chennai-01", "IN2": "india-noida-01", "EU1": "europe-01"}
-# Job GPU -> Jarvislabs gpu_type (T4 is not rented there; L4 is the nearest small GPU).
-_GPU = {"A100-40GB": "A100", "A100-80GB": "A100-80GB", "T4": "L4", "A10G": "A5000", "A10": "A5000"}
+# Which GPU runs the job follows the shared policy (launcher.backends.rented.fit_gpu: the catalog's
+# Jarvislabs GPUs, else the cheapest at least as capable, e.g. T4 -> L4); their catalog names are
+# Jarvislabs' own gpu_type names.
 _STATES = {"running": "running", "creating": "pending", "resuming": "pending", "pausing": "cancelled",
            "paused": "cancelled", "destroying": "cancelled", "destroyed": "cancelled", "failed": "failed"}
 
@@ -71,7 +74,7 @@ class JarvislabsBackend(Backend):
 
     # -- the request ------------------------------------------------------------------------
     def gpu_type(self, plan) -> str:
-        return _GPU.get(plan.job.compute.gpu, plan.job.compute.gpu)
+        return rented.chosen_gpu(plan)
 
     def region(self, plan) -> str | None:
         s = plan.job.providers.jarvislabs.region
@@ -100,10 +103,7 @@ class JarvislabsBackend(Backend):
         if plan.job.compute.gpu == "none":
             self.require("cpu")
         self.region(plan)
-        asked, got = plan.job.compute.gpu, self.gpu_type(plan)
-        plan.settings["jarvislabs_gpu_type"] = got
-        if asked != got:
-            plan.notes.append(f"jarvislabs: no {asked} there; renting {got} instead")
+        plan.settings["jarvislabs_gpu_type"] = rented.fit_gpu(plan, "jarvislabs")
         if plan.job.data.sensitivity != "public":
             plan.notes.append("jarvislabs: no secret store; HF_TOKEN would travel as a startup-script argument")
 
@@ -119,6 +119,7 @@ class JarvislabsBackend(Backend):
             data = tar_bundle(plan.bundle, Path(td) / "b.tar.gz").read_bytes()
         b64 = base64.encodebytes(data).decode()
         cmd = plan.train_command(f"{REMOTE_DIR}/run")
+        resume_client = rented.resume_install(plan)  # boto3 / google-cloud-storage for an s3:// gs:// resume
         return (
             "#!/bin/bash\n"
             f"# launcher: {plan.job.name}, bundle sha256 {plan.bundle.sha256}\n"
@@ -131,7 +132,8 @@ class JarvislabsBackend(Backend):
             "python -m pip install -q -r requirements.txt >> $W/run/train.log 2>&1\n"
             "if [ -s requirements-nodeps.txt ]; then python -m pip install -q --no-deps "
             "-r requirements-nodeps.txt >> $W/run/train.log 2>&1; fi\n"
-            f"nohup sh -c '{cmd} >> {REMOTE_DIR}/run/train.log 2>&1; echo $? > {REMOTE_DIR}/run/exit_code' "
+            + (f"{resume_client} >> $W/run/train.log 2>&1\n" if resume_client else "")
+            + f"nohup sh -c '{cmd} >> {REMOTE_DIR}/run/train.log 2>&1; echo $? > {REMOTE_DIR}/run/exit_code' "
             ">/dev/null 2>&1 &\n")
 
     def render(self, plan, out: Path) -> list[Path]:
@@ -197,7 +199,7 @@ class JarvislabsBackend(Backend):
             token = os.environ.get("HF_TOKEN")
             if token and _needs_hub(plan.job):
                 req["script_args"] = token
-            inst = self._call("create instance", lambda: client.instances.create(**req))
+            inst = self._call("create instance", lambda: self._find(client, name) or client.instances.create(**req))
         return Handle("jarvislabs", str(inst.machine_id), plan.job.name, str(plan.run_dir.resolve()),
                       extra={"machine_id": inst.machine_id, "instance_name": name,
                              "region": getattr(inst, "region", None), "remote_run_dir": f"{REMOTE_DIR}/run"})

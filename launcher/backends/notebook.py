@@ -38,12 +38,15 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from launcher.backends import rented
 from launcher.backends.base import SECRET_ENV, Backend, CredentialCheck, Handle, JobStatus
 from launcher.backends.retry import raise_for_fault, with_retries
 from launcher.errors import CredentialsError, MissingDependencyError, ProviderError
 
 _EXPORT_ONLY = "colab has no job API: export only (open the notebook in Colab)"
-_COLAB_GPUS = {"T4": "T4", "L4": "L4", "A100-40GB": "A100", "A100-80GB": "A100", "H100": "H100"}
+# Colab's gpuType names. providers.yaml prices the free tier (T4); Pro/Pro+ add these (paid in
+# compute units), passed to the shared GPU policy (rented.fit_gpu) as offered but unpriced.
+_COLAB_GPUS = {"T4": "T4", "L4": "L4", "A100-40GB": "A100", "H100": "H100"}
 KAGGLE_SHAPE = "NvidiaTeslaT4"
 _CURVES = '''import json, os
 import matplotlib.pyplot as plt
@@ -99,6 +102,7 @@ def build_notebook(plan, platform: str, work: str, secrets_src: str, metadata: d
 
     run_dir = f"{work}/run"
     cmd = plan.train_command(run_dir)
+    resume = rented.resume_install(plan)
     bsrc, _ = bundle_cell(plan)
     note = getattr(plan.privacy, "note", "")
     cells = [
@@ -114,7 +118,9 @@ def build_notebook(plan, platform: str, work: str, secrets_src: str, metadata: d
         v4.new_code_cell("# The training stack pinned at the versions that ran locally.\n"
                          "!cd {BUNDLE} && python -m pip install -q -r requirements.txt\n"
                          "!cd {BUNDLE} && if [ -s requirements-nodeps.txt ]; then "
-                         "python -m pip install -q --no-deps -r requirements-nodeps.txt; fi"),
+                         "python -m pip install -q --no-deps -r requirements-nodeps.txt; fi"
+                         + (f"\n# --resume-from {plan.resume_from.split('://')[0]}:// needs its client\n!{resume}"
+                            if resume else "")),
         v4.new_code_cell("# The same command every provider runs (it starts `accelerate launch train.py`).\n"
                          f"!cd {{BUNDLE}} && {cmd}"),
         v4.new_code_cell("# Learning curves\n" + _CURVES),
@@ -159,16 +165,14 @@ class ColabBackend(_NotebookBackend):
 
     def validate(self, plan) -> None:
         super().validate(plan)
-        gpu = plan.job.compute.gpu
-        if gpu != "none" and gpu not in _COLAB_GPUS:
-            plan.notes.append(f"colab: Colab offers T4, L4, A100 and H100; compute.gpu {gpu} becomes T4")
+        rented.fit_gpu(plan, "colab", also=[g for g in _COLAB_GPUS if g != "T4"])
         plan.notes.append(f"colab: open the notebook at https://colab.research.google.com (File > Upload "
                           f"notebook > {self.notebook_name(plan)}), add HF_TOKEN in the Secrets panel if "
                           "the job needs the hub, then Runtime > Run all")
 
     def render(self, plan, out: Path) -> list[Path]:
         import nbformat
-        gpu = plan.job.compute.gpu
+        gpu = rented.chosen_gpu(plan)
         meta: dict = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                       "language_info": {"name": "python"}, "colab": {"provenance": []}}
         if gpu != "none":
@@ -268,9 +272,9 @@ class KaggleBackend(_NotebookBackend):
     def validate(self, plan) -> None:
         super().validate(plan)
         c = plan.job.compute
-        if c.gpu not in ("none", "T4") or c.gpus > 2:
-            plan.notes.append(f"kaggle: Kaggle's GPU is T4 x2; compute.gpu {c.gpu} x{c.gpus} becomes "
-                              f"{KAGGLE_SHAPE}")
+        rented.fit_gpu(plan, "kaggle")  # T4 only: a bigger GPU is refused, naming what Kaggle has
+        if c.gpus > 2:
+            plan.notes.append(f"kaggle: Kaggle's GPU is T4 x2; compute.gpus {c.gpus} becomes {KAGGLE_SHAPE} x2")
         plan.notes.append("kaggle: internet enabled in the kernel: the install cell needs PyPI "
                           "(and the hub, when the job uses it)")
         if plan.job.providers.kaggle.public:

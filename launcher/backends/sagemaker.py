@@ -9,6 +9,13 @@ provider runs. The run directory *is* the checkpoint folder that CheckpointConfi
 so a preempted spot job restarts and resumes from its latest checkpoint, and `fetch` finds
 metrics, checkpoints and the final model under the checkpoint URI.
 
+--resume-from: a run directory URI (a previous job's CheckpointConfig S3Uri) becomes this job's
+CheckpointConfig S3Uri, so the job continues that run in /opt/ml/checkpoints. A URI naming one
+checkpoint (`.../checkpoints/step-N`) cannot be that prefix (the job would see the checkpoint's
+files at the top of the run directory and start over): this job keeps its own checkpoint prefix
+and submit first copies the checkpoint into it as `checkpoints/step-N` (S3 server-side copies,
+plus the run's metrics.jsonl), so the job finds it in /opt/ml/checkpoints and resumes from it.
+
 Secrets: CreateTrainingJob's Environment is readable by anyone who may DescribeTrainingJob, so
 HF_TOKEN / WANDB_API_KEY are never put there (nor into the rendered JSON): keep them in AWS
 Secrets Manager and read them from the job role, or use a public model.
@@ -19,6 +26,7 @@ Endpoint: boto3's own AWS_ENDPOINT_URL (tests point it at moto on 127.0.0.1).
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Iterator
@@ -47,6 +55,8 @@ REFUSED_CODES = {"UnrecognizedClientException", "InvalidClientTokenId", "AccessD
                  "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch", "InvalidAccessKeyId"}
 TRANSIENT_CODES = {"Throttling", "ThrottlingException", "ServiceUnavailable", "InternalFailure",
                    "InternalServerError", "RequestTimeout", "SlowDown"}
+# s3://bucket/[run/checkpoints/]step-N: one checkpoint, not a run directory.
+STEP_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>(?:(?P<run>.*?)/?(?:checkpoints/)?)?(?P<step>step-\d+))/?$")
 STATES = {"InProgress": "running", "Completed": "succeeded", "Failed": "failed",
           "Stopping": "running", "Stopped": "cancelled"}
 
@@ -132,6 +142,12 @@ class SageMakerBackend(Backend):
         if plan.resume_from and not plan.resume_from.startswith("s3://"):
             raise UsageError(f"sagemaker resumes from an s3:// checkpoint URI, not {plan.resume_from}",
                              hint="pass --resume-from with a previous job's CheckpointConfig S3Uri")
+        m = STEP_URI.match(plan.resume_from or "")
+        if m:
+            plan.settings["sagemaker_resume_checkpoint"] = plan.resume_from
+            plan.notes.append(f"sagemaker: {plan.resume_from} is one checkpoint: submit copies it into this "
+                              f"job's checkpoint prefix as checkpoints/{m['step']} (and the run's "
+                              "metrics.jsonl), so the job resumes from it in /opt/ml/checkpoints")
         runtime = int(plan.job.compute.max_hours * 3600)
         if runtime > MAX_RUNTIME_S:
             raise plan.loaded.error("compute.max_hours", "SageMaker jobs run at most 672 hours (28 days)")
@@ -154,7 +170,8 @@ class SageMakerBackend(Backend):
         base = "/".join(p for p in (prefix, "jobs", name) if p)
         return {"name": name, "bucket": bucket, "base": base,
                 "source": f"s3://{bucket}/{base}/source/{SOURCEDIR}",
-                "checkpoints": plan.resume_from or f"s3://{bucket}/{base}/checkpoints",
+                "checkpoints": (f"s3://{bucket}/{base}/checkpoints" if STEP_URI.match(plan.resume_from or "")
+                                else plan.resume_from or f"s3://{bucket}/{base}/checkpoints"),
                 "output": f"s3://{bucket}/{base}/output"}
 
     def request(self, plan) -> dict:
@@ -216,12 +233,42 @@ class SageMakerBackend(Backend):
         if existing is not None:  # the same plan was submitted before: that job is the answer
             handle.extra.update(arn=existing.get("TrainingJobArn"), reused=True)
             return handle
+        if STEP_URI.match(plan.resume_from or ""):
+            self.seed_checkpoint(s3, plan.resume_from, loc["checkpoints"])
         key = loc["source"][len(f"s3://{loc['bucket']}/"):]
         body = written[1].read_bytes()
         call(lambda: s3.put_object(Bucket=loc["bucket"], Key=key, Body=body), "uploading the bundle")
         resp = call(lambda: sm.create_training_job(**req), "CreateTrainingJob")
         handle.extra["arn"] = resp.get("TrainingJobArn")
         return handle
+
+    def seed_checkpoint(self, s3, uri: str, ckpt_uri: str) -> None:
+        """Copy one checkpoint (s3://.../step-N) into ckpt_uri/checkpoints/step-N, with the run's
+        metrics.jsonl; refuse when it is not a complete checkpoint (COMPLETE and trainer_state)."""
+        from launcher.train import state as st
+        m = STEP_URI.match(uri)
+        src_bucket, src_key = m["bucket"], m["key"]
+        dst_bucket, _, dst_base = ckpt_uri[len("s3://"):].partition("/")
+        pages = call(lambda: list(s3.get_paginator("list_objects_v2").paginate(
+            Bucket=src_bucket, Prefix=src_key + "/")), "listing the checkpoint")
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+        names = {k[len(src_key) + 1:] for k in keys}
+        if not {st.COMPLETE, st.STATE_FILE} <= names:
+            raise UsageError(f"--resume-from {uri}: no complete checkpoint there "
+                             f"({len(keys)} objects, no {st.COMPLETE} marker or {st.STATE_FILE})",
+                             hint="pass a checkpoints/step-N folder that has a COMPLETE file, or the run's URI")
+        dst = "/".join(p for p in (dst_base, st.CKPT_DIR, m["step"]) if p)
+        for k in keys:
+            call(lambda: s3.copy({"Bucket": src_bucket, "Key": k}, dst_bucket, f"{dst}/{k[len(src_key) + 1:]}"),
+                 "copying the checkpoint")
+        if m["run"] is not None and "/checkpoints/" in f"/{src_key}":
+            metrics = f"{m['run']}/metrics.jsonl" if m["run"] else "metrics.jsonl"
+            try:
+                s3.head_object(Bucket=src_bucket, Key=metrics)
+            except Exception:  # noqa: BLE001 - no metrics there: the curves start at the checkpoint
+                return
+            call(lambda: s3.copy({"Bucket": src_bucket, "Key": metrics}, dst_bucket,
+                                 "/".join(p for p in (dst_base, "metrics.jsonl") if p)), "copying metrics.jsonl")
 
     def _describe(self, sm, name: str, missing_ok: bool = False):
         from botocore.exceptions import ClientError

@@ -22,7 +22,16 @@ Privacy choices, recorded in plan.json settings and in the YAML header:
   true}}` (one of SkyPilot's OVERRIDEABLE_CONFIG_KEYS_IN_TASK); SkyPilot then filters offers with
   `datacenter=true`.
 
-Outputs: the run directory lives on the head node at ~/launcher-run; `fetch` copies it back with
+GPU: the shared policy (launcher.backends.rented.fit_gpu): a GPU the provider's catalog lacks
+becomes the cheapest one at least as capable (runpod/vast T4 -> RTX4090/RTX3090), with a note.
+A remote --resume-from s3:// gs:// URI: setup also installs boto3 / google-cloud-storage.
+
+Spot (compute.spot): SkyPilot managed jobs with the run directory on a mounted bucket, so a
+preempted job is restarted and resumes from its checkpoints (launcher/backends/skyjobs.py);
+Runpod and Vast cannot mount a bucket, so there spot is a plain interruptible cluster (declared
+in `cannot` as managed_spot, and said in the plan notes).
+
+Outputs (on-demand): the run directory lives on the head node at ~/launcher-run; `fetch` copies it back with
 rsync over the SSH alias SkyPilot writes for each cluster (`rsync -az CLUSTER:launcher-run/ DEST`,
 as SkyPilot documents for cluster files). Runpod and Vast offer no bucket SkyPilot can mount, so a
 bucket mount would not work on the two providers this serves most. The cluster tears itself down
@@ -43,6 +52,7 @@ from typing import Iterator
 
 import yaml
 
+from launcher.backends import rented, skyjobs
 from launcher.backends.base import SECRET_ENV, Backend, CredentialCheck, Handle, JobStatus
 from launcher.backends.retry import with_retries
 from launcher.errors import CapabilityError, CredentialsError, MissingDependencyError, ProviderError
@@ -88,7 +98,8 @@ class SkyPilotBackend(Backend):
         super().__init__(provider)
         if self.provider in ("runpod", "vast"):
             self.extra = self.provider
-            self.cannot = {"multi_node": _SINGLE_NODE_REASON.format(p=self.provider.capitalize())}
+            self.cannot = {"multi_node": _SINGLE_NODE_REASON.format(p=self.provider.capitalize()),
+                           "managed_spot": skyjobs.NO_MANAGED_REASON.format(p=skyjobs.NO_MOUNT[self.provider])}
         else:
             self.cannot = {}
 
@@ -129,18 +140,39 @@ class SkyPilotBackend(Backend):
                 raise CapabilityError(self.provider, "multi-node",
                                       _SINGLE_NODE_REASON.format(p=cloud.capitalize()))
         plan.settings.update(self.decisions(plan))
+        rented.fit_gpu(plan, cloud or self.provider)
+        if plan.job.compute.spot:
+            if cloud in skyjobs.NO_SPOT:
+                raise CapabilityError(self.provider, "spot", f"SkyPilot has no spot instances on {cloud}",
+                                      hint="set compute.spot=false or pick another cloud")
+            plan.settings["skypilot_managed_spot"] = skyjobs.usable(cloud)
+            if not skyjobs.usable(cloud):
+                plan.notes.append(f"{self.provider}: spot without recovery: "
+                                  + skyjobs.NO_MANAGED_REASON.format(p=skyjobs.NO_MOUNT[cloud])
+                                  + "; for recovered spot use provider skypilot with cloud aws, gcp or azure")
+            else:
+                plan.notes.append(f"{self.provider}: spot runs as a SkyPilot managed job (recovered after "
+                                  "preemption) with the run directory on a mounted bucket")
         if cloud == "runpod" and plan.job.providers.runpod.cloud_type == "community":
             plan.notes.append("runpod: Community Cloud asked, but SkyPilot rents Secure Cloud only: "
                               "using Secure Cloud (more private, higher price)")
 
     # -- the artifact -----------------------------------------------------------------------
+    def managed(self, plan) -> bool:
+        """Spot as a SkyPilot managed job (see skyjobs)?"""
+        return bool(plan.job.compute.spot) and skyjobs.usable(self.cloud(plan))
+
     def task_config(self, plan) -> dict:
         job, c = plan.job, plan.job.compute
-        cloud = self.cloud(plan)
-        res: dict = {"disk_size": c.disk_gb, "use_spot": c.spot,
-                     "autostop": {"idle_minutes": AUTOSTOP_MINUTES, "down": True}}
-        if c.gpu != "none":
-            name = _ACCEL_CLOUD.get(cloud or "", {}).get(c.gpu) or _ACCEL.get(c.gpu, c.gpu)
+        cloud, managed = self.cloud(plan), self.managed(plan)
+        res: dict = {"disk_size": c.disk_gb, "use_spot": c.spot}
+        if managed:   # the jobs controller recovers a preempted machine; the task restarts and resumes
+            res["job_recovery"] = {"strategy": "FAILOVER", "max_restarts_on_errors": 0}
+        else:
+            res["autostop"] = {"idle_minutes": AUTOSTOP_MINUTES, "down": True}
+        gpu = rented.chosen_gpu(plan)
+        if gpu != "none":
+            name = _ACCEL_CLOUD.get(cloud or "", {}).get(gpu) or _ACCEL.get(gpu, gpu)
             res["accelerators"] = f"{name}:{c.gpus}"
         else:
             res["cpus"] = "4+"
@@ -160,10 +192,15 @@ class SkyPilotBackend(Backend):
             "setup": ("set -e\npython -m pip install -q --upgrade pip\n"
                       "python -m pip install -q -r requirements.txt\n"
                       "if [ -s requirements-nodeps.txt ]; then "
-                      "python -m pip install -q --no-deps -r requirements-nodeps.txt; fi\n"),
+                      "python -m pip install -q --no-deps -r requirements-nodeps.txt; fi\n"
+                      + (rented.resume_install(plan) + "\n" if rented.resume_install(plan) else "")),
             "run": f"set -e\nmkdir -p ../{REMOTE_RUN_DIR}\n"
                    f"{plan.train_command('../' + REMOTE_RUN_DIR)}\n",
         }
+        if managed:   # the run directory on the bucket: a restarted task finds its checkpoints
+            where = skyjobs.storage(plan, self.cluster_name(plan), cloud)
+            cfg["file_mounts"] = {skyjobs.MOUNT_PATH: where["mount"]}
+            cfg["run"] = f"set -e\nmkdir -p {where['run_dir']}\n{plan.train_command(where['run_dir'])}\n"
         if plan.settings.get("vast_datacenter_only"):
             cfg["config"] = {"vast": {"datacenter_only": True}}
         return cfg
@@ -185,6 +222,9 @@ class SkyPilotBackend(Backend):
             header.append("# runpod cloud type: SECURE (" + plan.settings["runpod_cloud_type_reason"] + ")")
         if "vast_datacenter_only" in plan.settings:
             header.append(f"# vast datacenter-only hosts: {plan.settings['vast_datacenter_only']}")
+        if self.managed(plan):
+            header.append(f"# spot: a SkyPilot managed job (sky jobs launch -n {self.cluster_name(plan)} "
+                          f"{TASK_FILE}); run directory on the mounted bucket at {skyjobs.MOUNT_PATH}")
         header.append("# secrets are names only; their values come from the environment at submit time")
         path = out / TASK_FILE
         path.write_text("\n".join(header) + "\n" + yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, width=200))
@@ -239,6 +279,13 @@ class SkyPilotBackend(Backend):
         self._check_cloud(cloud)
         task = self.build_task(plan, out)
         cluster = self.cluster_name(plan)
+        if self.managed(plan):
+            where = skyjobs.storage(plan, cluster, cloud)
+            job_id = skyjobs.launch(sky, self.provider, task, cluster)
+            return Handle(self.provider, str(job_id), plan.job.name, str(plan.run_dir.resolve()),
+                          extra={"managed": True, "sky_job_id": job_id, "job_name": cluster, "cloud": cloud,
+                                 "remote_run_dir": where["run_dir"],
+                                 "storage": {k: where[k] for k in ("bucket", "prefix", "store")}})
         existing = self._existing_job(cluster, plan.job.name)
         if existing is not None:
             job_id = existing
@@ -270,6 +317,8 @@ class SkyPilotBackend(Backend):
 
     def status(self, handle: Handle) -> JobStatus:
         sky = self._sky()
+        if handle.extra.get("managed"):
+            return skyjobs.status(sky, self.provider, handle)
         cluster = handle.extra.get("cluster", handle.job_id)
         try:
             st = with_retries(self.provider, lambda: sky.stream_and_get(
@@ -287,6 +336,9 @@ class SkyPilotBackend(Backend):
 
     def logs(self, handle: Handle, follow: bool = False) -> Iterator[str]:
         sky = self._sky()
+        if handle.extra.get("managed"):
+            yield from skyjobs.logs(sky, handle, follow)
+            return
         cluster = handle.extra.get("cluster", handle.job_id)
         lines = sky.tail_logs(cluster, self._job_id(handle), follow, preload_content=False)
         for line in lines:
@@ -297,6 +349,8 @@ class SkyPilotBackend(Backend):
         """Cancel the job; safe to repeat (a finished or missing job is left as it is). The cluster
         goes down by itself after the autostop idle time."""
         sky = self._sky()
+        if handle.extra.get("managed"):
+            return skyjobs.cancel(sky, self.provider, handle)
         cluster = handle.extra.get("cluster", handle.job_id)
         try:
             with_retries(self.provider, lambda: sky.stream_and_get(
@@ -310,6 +364,8 @@ class SkyPilotBackend(Backend):
                                     hint=f"try `sky cancel {cluster} {self._job_id(handle)}`") from e
 
     def fetch(self, handle: Handle, dest: Path) -> Path:
+        if handle.extra.get("managed"):
+            return skyjobs.fetch(self.provider, handle, dest)
         cluster = handle.extra.get("cluster", handle.job_id)
         dest.mkdir(parents=True, exist_ok=True)
         cmd = ["rsync", "-az", f"{cluster}:{REMOTE_RUN_DIR}/", f"{dest}/"]
