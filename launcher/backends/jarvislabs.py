@@ -9,9 +9,10 @@ across pause/resume).
 Submit: `scripts.add(startup.sh, name)` then `instances.create(gpu_type, num_gpus, template,
 storage, name, script_id, region, is_spot)`. The instance name derives from the plan
 (`<job>-<bundle sha[:8]>`), and an instance of that name that is not destroyed is reused:
-submitting twice creates one instance. The lookup runs again before each retry of the create, so
-a 5xx whose request the server did act on finds that instance instead of renting a second. Status is the instance's status. Cancel destroys the
-instance (safe to repeat: a missing instance counts as done). Jarvislabs has no log or file API:
+submitting twice creates one instance. The lookup runs again before each retry of the create,
+so a 5xx whose request the server did act on finds that instance instead of renting a second.
+Status is the instance's status. Cancel destroys the instance (safe to repeat: a missing
+instance counts as done). Jarvislabs has no log or file API:
 logs and fetch go over the SSH command the client reports for the instance (what `jl ssh` does),
 which needs an SSH key registered with Jarvislabs (`jl ssh-key add`).
 

@@ -214,17 +214,18 @@ class SkyPilotBackend(Backend):
     def render(self, plan, out: Path) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
         cfg = self.task_config(plan)
+        by_hand = (f"sky jobs launch -n {self.cluster_name(plan)} {TASK_FILE}" if self.managed(plan)
+                   else f"sky launch -c {self.cluster_name(plan)} {TASK_FILE}")
         header = [f"# SkyPilot task for {plan.job.name} on {self.cloud(plan) or 'any enabled cloud'}",
                   f"# bundle sha256 {plan.bundle.sha256}",
-                  f"# submit: launch --provider {self.provider} JOB   (or: sky launch -c "
-                  f"{self.cluster_name(plan)} {TASK_FILE})"]
+                  f"# submit: launch --provider {self.provider} JOB   (or: {by_hand})"]
         if "runpod_cloud_type" in plan.settings:
             header.append("# runpod cloud type: SECURE (" + plan.settings["runpod_cloud_type_reason"] + ")")
         if "vast_datacenter_only" in plan.settings:
             header.append(f"# vast datacenter-only hosts: {plan.settings['vast_datacenter_only']}")
         if self.managed(plan):
-            header.append(f"# spot: a SkyPilot managed job (sky jobs launch -n {self.cluster_name(plan)} "
-                          f"{TASK_FILE}); run directory on the mounted bucket at {skyjobs.MOUNT_PATH}")
+            header.append(f"# spot: a SkyPilot managed job (recovered after preemption); run directory on "
+                          f"the mounted bucket at {skyjobs.MOUNT_PATH}")
         header.append("# secrets are names only; their values come from the environment at submit time")
         path = out / TASK_FILE
         path.write_text("\n".join(header) + "\n" + yaml.dump(cfg, Dumper=_Dumper, sort_keys=False, width=200))
