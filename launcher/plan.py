@@ -99,5 +99,40 @@ def make_plan(loaded: LoadedJob, provider: str, bundle_dir: Path, *, accept_priv
                 privacy=decision, accept_privacy_risk=accept_privacy_risk, resume_from=resume_from)
     plan.settings.update(decision.switches)
     backend.validate(plan)
+    _estimate(plan)
     plan.bundle = build_bundle(loaded, bundle_dir)
     return plan
+
+
+def _estimate(plan: Plan) -> None:
+    """Record the provider's offer and the whole-job estimate (the row `launch compare` shows for
+    this provider, for the GPU the backend settled on) and say it in one line."""
+    from launcher.errors import LauncherError
+    from launcher.estimate import build_rows
+
+    gpu = plan.settings.get("gpu")
+    loaded = plan.loaded
+    if gpu and gpu != plan.job.compute.gpu:  # the backend rents another GPU: price that one
+        import copy
+        loaded = copy.copy(loaded)
+        loaded.job = plan.job.model_copy(update={"compute": plan.job.compute.model_copy(update={"gpu": gpu})})
+    try:
+        secure = plan.settings.get("runpod_cloud_type") == "secure" or bool(plan.settings.get("vast_datacenter_only"))
+        rows, _ = build_rows(loaded, [plan.provider], accept_risk=plan.accept_privacy_risk, secure=secure)
+    except (LauncherError, KeyError, OSError, ValueError):
+        return  # e.g. provider 'skypilot': priced by SkyPilot's own catalog, not ours
+    if not rows:
+        return
+    r = rows[0]
+    plan.offer = {k: r[k] for k in ("gpu", "gpus", "nodes", "offer", "secure", "price_per_hour",
+                                    "spot_price_per_hour", "price_as_of", "price_source", "price_verified")}
+    plan.estimate = {k: r[k] for k in ("estimated_hours", "estimated_cost_usd", "spot_cost_usd", "billing",
+                                       "time_basis", "quota_warnings")}
+    spot = plan.job.compute.spot and r["spot_cost_usd"] is not None
+    cost = r["spot_cost_usd"] if spot else r["estimated_cost_usd"]
+    what = "CPU" if r["gpu"] == "none" else \
+        f"{r['gpus']}x {r['gpu']} ({r['offer']}{', secure hosts' if r['secure'] else ''})"
+    line = (f"estimate: {r['estimated_hours']:.2f} h on {what}"
+            + (f" at ${r['spot_price_per_hour' if spot else 'price_per_hour']:.3f}/h{' spot' if spot else ''} "
+               f"≈ ${cost:.2f} (catalog price as of {r['price_as_of']})" if cost else ""))
+    plan.notes.append(line + "".join(f"; {w}" for w in r["quota_warnings"]))

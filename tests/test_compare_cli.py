@@ -51,7 +51,7 @@ def test_compare_managed_rows_use_the_jobs_gpu_and_marketplaces_substitute(defau
     assert by["azureml"]["offer"] == "Standard_NC4as_T4_v3"
     assert by["vertex"]["offer"] == "n1-standard-8"
     assert by["kaggle"]["gpus"] == 2 and by["kaggle"]["estimated_cost_usd"] == 0
-    assert by["vast"]["gpu"] != "T4" and "no T4 here" in by["vast"]["substitute"]
+    assert by["vast"]["gpu"] != "T4" and "no T4 there; renting" in by["vast"]["substitute"]
     assert by["azureml"]["spot_cost_usd"] < by["azureml"]["estimated_cost_usd"]
 
 
@@ -190,8 +190,17 @@ def test_compare_spot_jobs_rank_by_spot_cost():
 def test_busy_machine_warning(monkeypatch):
     import os
 
-    from launcher.cli import compare
+    from launcher import estimate as compare
     monkeypatch.setattr(os, "getloadavg", lambda: (40.0, 1.0, 1.0))
     assert "busy" in compare._busy_warning()[0]
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert compare._busy_warning() == []
+
+
+def test_compare_marks_providers_a_launch_would_refuse_for_the_gpu():
+    rows = compare_json("--set", "compute.gpu=H100")["rows"]
+    by = {r["provider"]: r for r in rows}
+    assert not by["kaggle"]["allowed"] and by["kaggle"]["verdict"] == "no-such-gpu"
+    assert any("kaggle has no H100" in x for x in by["kaggle"]["reasons"])
+    assert by["runpod"]["allowed"] and by["runpod"]["gpu"] == "H100"
+    assert not next(r for r in rows if r["cheapest_allowed"])["provider"] in ("kaggle", "colab")

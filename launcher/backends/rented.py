@@ -67,34 +67,42 @@ def describe(provider: str, also: Iterable[str] = (), catalog=None) -> str:
     return ", ".join(parts) or "no GPUs"
 
 
-def fit_gpu(plan, provider: str, also: Iterable[str] = ()) -> str:
-    """The GPU this provider will run compute.gpu on (see the module docstring); 'none' stays."""
+def pick_gpu(provider: str, want: str, also: Iterable[str] = (), catalog=None) -> tuple[str, Optional[str]]:
+    """(GPU to rent, None when it is the one asked for, else why another); LookupError with the
+    reason when the provider has nothing at least as capable. `launch compare` uses it too."""
     from launcher.catalog import load_catalog
-    want = plan.job.compute.gpu
-    if want == "none":
-        return want
-    cat = load_catalog()
-    if provider not in cat.providers:  # e.g. provider skypilot: any cloud, SkyPilot's own catalog
-        return want
+    cat = catalog or load_catalog()
+    if want == "none" or provider not in cat.providers:  # skypilot: any cloud, SkyPilot's own catalog
+        return want, None
     also = tuple(also)
     have = offered(provider, also, cat)
     if want in have:
-        plan.settings["gpu"] = want
-        return want
+        return want, None
     fits = [g for g in have if g in cat.gpus and want in cat.gpus and _capable(cat, g, want)]
     if not fits:
-        raise plan.loaded.error(
-            "compute.gpu", f"{provider} has no {want} and nothing at least as capable "
-                           f"({cat.gpus[want].memory_gb:g} GB); {provider} offers {describe(provider, also, cat)}",
-            hint="set compute.gpu to one of those, or compare providers with `launch compare JOB`")
+        raise LookupError(f"{provider} has no {want} and nothing at least as capable "
+                          f"({cat.gpus[want].memory_gb:g} GB); {provider} offers {describe(provider, also, cat)}")
     fits.sort(key=lambda g: (have[g] is None, have[g] or 0.0, cat.gpus[g].memory_gb))
     got = fits[0]
+    return got, (f"{provider}: no {want} there; renting {got} instead (the cheapest GPU at least as capable: "
+                 f"{cat.gpus[got].memory_gb:g} GB >= {cat.gpus[want].memory_gb:g} GB)")
+
+
+def fit_gpu(plan, provider: str, also: Iterable[str] = ()) -> str:
+    """The GPU this provider will run compute.gpu on (see the module docstring); 'none' stays."""
+    want = plan.job.compute.gpu
+    try:
+        got, note = pick_gpu(provider, want, also)
+    except LookupError as e:
+        raise plan.loaded.error("compute.gpu", str(e), hint="set compute.gpu to one of those, or compare "
+                                                            "providers with `launch compare JOB`") from None
+    if want == "none":
+        return want
     plan.settings["gpu"] = got
-    plan.settings["gpu_asked"] = want
-    note = (f"{provider}: no {want} there; renting {got} instead (the cheapest GPU at least as capable: "
-            f"{cat.gpus[got].memory_gb:g} GB >= {cat.gpus[want].memory_gb:g} GB)")
-    if note not in plan.notes:
-        plan.notes.append(note)
+    if note:
+        plan.settings["gpu_asked"] = want
+        if note not in plan.notes:
+            plan.notes.append(note)
     return got
 
 
