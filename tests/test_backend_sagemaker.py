@@ -29,11 +29,31 @@ def backend():
     return SageMakerBackend()
 
 
-def _validate(req: dict):
+def _shape():
     import botocore.session
+    return botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
+
+
+def _validate(req: dict):
     import botocore.validate
-    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
-    return botocore.validate.ParamValidator().validate(req, shape)
+    return botocore.validate.ParamValidator().validate(req, _shape())
+
+
+def test_instance_type_snapshot_is_botocores_enum():
+    """The dry run checks instance types against a snapshot (no botocore import); this fails when
+    the installed botocore's CreateTrainingJob enum differs, and prints the snapshot to paste."""
+    from launcher.backends.sagemaker import INSTANCE_TYPES_PACKED, instance_types
+    live = list(_shape().members["ResourceConfig"].members["InstanceType"].enum)
+    if sorted(instance_types()) != sorted(live):  # the snapshot groups by family: order aside
+        fams: dict[str, list[str]] = {}
+        for t in live:
+            fam, size = t[len("ml."):].split(".", 1)
+            fams.setdefault(fam, []).append(size)
+        packed = " ".join(f"{f}:{','.join(v)}" for f, v in fams.items())
+        pytest.fail(f"botocore's InstanceType enum changed: added {sorted(set(live) - set(instance_types()))}, "
+                    f"removed {sorted(set(instance_types()) - set(live))}; new INSTANCE_TYPES_PACKED "
+                    f"(wrap the lines): {packed}")
+    assert len(INSTANCE_TYPES_PACKED.split()) > 10 and "ml.g5.12xlarge" in instance_types()
 
 
 def test_dry_run_writes_a_valid_create_training_job(tmp_path):
@@ -65,6 +85,24 @@ def test_dry_run_writes_a_valid_create_training_job(tmp_path):
             assert SENTINEL.encode() not in f.read_bytes(), f
 
 
+def test_render_writes_what_submit_sends_and_botocore_accepts_it(tmp_path, backend):
+    """render is plain data; submit sends exactly that file after botocore's own check, and a
+    request botocore rejects stops there (one line, nothing uploaded)."""
+    import boto3
+    from launcher.backends.sagemaker import check_request
+    from launcher.errors import UsageError
+    plan = make_plan(tmp_path, "compute.nodes=2", "compute.spot=true")
+    path, tarball = backend.render(plan, tmp_path / "out")
+    req = json.loads(path.read_text())
+    assert req == backend.request(plan) and tarball.name == "sourcedir.tar.gz"
+    sm = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    check_request(sm, req)  # accepted
+    for bad in ({**req, "ResourceConfig": {**req["ResourceConfig"], "InstanceCount": "2"}},
+                {k: v for k, v in req.items() if k != "RoleArn"}, {**req, "Bogus": 1}):
+        with pytest.raises(UsageError, match="CreateTrainingJob request is invalid"):
+            check_request(sm, bad)
+
+
 def test_spot_and_runtime(tmp_path, backend):
     plan = make_plan(tmp_path, "compute.spot=true", "compute.max_hours=4")
     req = backend.request(plan)
@@ -72,7 +110,8 @@ def test_spot_and_runtime(tmp_path, backend):
     assert req["EnableManagedSpotTraining"] is True
     stop = req["StoppingCondition"]
     assert stop["MaxRuntimeInSeconds"] == 4 * 3600 and stop["MaxWaitTimeInSeconds"] >= stop["MaxRuntimeInSeconds"]
-    assert plan.offer["spot"] and plan.offer["instance_type"] == "ml.g4dn.xlarge"
+    assert plan.offer["offer"] == plan.settings["sagemaker_instance_type"] == "ml.g4dn.xlarge"
+    assert plan.offer["spot_price_per_hour"] and any("spot" in n for n in plan.notes if n.startswith("estimate:"))
 
 
 def test_bad_requests_are_one_line_exit_2(tmp_path):
@@ -92,7 +131,7 @@ def test_bad_requests_are_one_line_exit_2(tmp_path):
 
 def test_fewer_gpus_than_the_instance_holds_says_so(tmp_path, backend):
     plan = make_plan(tmp_path, "compute.gpu=A100-40GB", "compute.gpus=2")
-    assert plan.offer["instance_type"] == "ml.p4d.24xlarge"
+    assert plan.offer["offer"] == plan.settings["sagemaker_instance_type"] == "ml.p4d.24xlarge"
     assert any("8" in n for n in plan.notes if n.startswith("sagemaker:")), plan.notes
 
 

@@ -66,12 +66,44 @@ def image_uri(region: str) -> str:
     return f"{REGION_ACCOUNTS.get(region, IMAGE_ACCOUNT)}.dkr.ecr.{region}.{domain}/{IMAGE_TAG}"
 
 
+# CreateTrainingJob's ResourceConfig.InstanceType enum, as botocore 1.44.8's service model lists it
+# (snapshot 2026-11-29; family:sizes). Kept here so a dry run needs no botocore; the tests compare it
+# with the installed botocore's enum and fail when AWS's list changes.
+INSTANCE_TYPES_PACKED = """
+m4:xlarge,2xlarge,4xlarge,10xlarge,16xlarge g4dn:xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge
+m5:large,xlarge,2xlarge,4xlarge,12xlarge,24xlarge c4:xlarge,2xlarge,4xlarge,8xlarge
+p2:xlarge,8xlarge,16xlarge p3:2xlarge,8xlarge,16xlarge p3dn:24xlarge p4d:24xlarge p4de:24xlarge
+p5:48xlarge,4xlarge p5e:48xlarge p5en:48xlarge c5:xlarge,2xlarge,4xlarge,9xlarge,18xlarge
+c5n:xlarge,2xlarge,4xlarge,9xlarge,18xlarge
+g5:xlarge,2xlarge,4xlarge,8xlarge,16xlarge,12xlarge,24xlarge,48xlarge
+g6:xlarge,2xlarge,4xlarge,8xlarge,16xlarge,12xlarge,24xlarge,48xlarge
+g6e:xlarge,2xlarge,4xlarge,8xlarge,16xlarge,12xlarge,24xlarge,48xlarge trn1:2xlarge,32xlarge
+trn1n:32xlarge trn2:48xlarge
+m6i:large,xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge,24xlarge,32xlarge
+c6i:xlarge,2xlarge,8xlarge,4xlarge,12xlarge,16xlarge,24xlarge,32xlarge
+r5d:large,xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge,24xlarge t3:medium,large,xlarge,2xlarge
+r5:large,xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge,24xlarge p6-b200:48xlarge
+m7i:large,xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge,24xlarge,48xlarge
+c7i:large,xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge,24xlarge,48xlarge
+r7i:large,xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge,24xlarge,48xlarge p6e-gb200:36xlarge
+p6-b300:48xlarge g7e:2xlarge,4xlarge,8xlarge,12xlarge,24xlarge,48xlarge
+g7:2xlarge,4xlarge,8xlarge,12xlarge,24xlarge,48xlarge
+r6i:large,xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge,24xlarge,32xlarge
+m8i:large,xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge,24xlarge,32xlarge,48xlarge,96xlarge
+c8i:xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge,24xlarge,32xlarge,48xlarge,96xlarge
+r8i:large,xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge,24xlarge,32xlarge,48xlarge,96xlarge
+m7i-flex:large,xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge
+c7i-flex:xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge
+m8i-flex:large,xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge
+c8i-flex:xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge
+r8i-flex:large,xlarge,2xlarge,4xlarge,8xlarge,12xlarge,16xlarge
+"""
+
+
 def instance_types() -> list[str]:
-    """The InstanceType enum of CreateTrainingJob in botocore's own service model."""
-    import botocore.session
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    return list(model.operation_model("CreateTrainingJob").input_shape
-                .members["ResourceConfig"].members["InstanceType"].enum)
+    """The InstanceType enum of CreateTrainingJob (the snapshot above), grouped by family."""
+    return [f"ml.{fam}.{size}" for tok in INSTANCE_TYPES_PACKED.split()
+            for fam, _, sizes in [tok.partition(":")] for size in sizes.split(",")]
 
 
 def _transient(exc: BaseException) -> bool:
@@ -90,13 +122,26 @@ def _error_code(exc: BaseException) -> str:
 
 def call(fn, what: str):
     """One AWS call: retried when transient, refused credentials and API errors made readable."""
-    from botocore.exceptions import ClientError, NoCredentialsError
+    from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError
     try:
         return with_retries(PROVIDER, fn, retry_on=_transient, what=what)
+    except ParamValidationError as e:  # botocore's own check of the request, before it is sent
+        raise UsageError(f"sagemaker: the {what} request is invalid: "
+                         + " ".join(str(e).split())[:300]) from None
     except NoCredentialsError:
         raise CredentialsError(PROVIDER, "no AWS credentials found", hint=CRED_HINT) from None
     except ClientError as e:
         raise_aws(e, what)
+
+
+def check_request(sm, req: dict) -> None:
+    """botocore's own validator on the request, before anything is uploaded or created."""
+    from botocore.validate import ParamValidator
+    shape = sm.meta.service_model.operation_model("CreateTrainingJob").input_shape
+    report = ParamValidator().validate(req, shape)
+    if report.has_errors():
+        raise UsageError("sagemaker: the CreateTrainingJob request is invalid: "
+                         + report.generate_report().splitlines()[-1].strip())
 
 
 def raise_aws(e, what: str):
@@ -205,16 +250,9 @@ class SageMakerBackend(Backend):
         return req
 
     def render(self, plan, out: Path) -> list[Path]:
-        import botocore.session
-        import botocore.validate
+        """The request as JSON (exactly what submit sends) and the bundle tarball; no AWS SDK here."""
         out.mkdir(parents=True, exist_ok=True)
         req = self.request(plan)
-        shape = botocore.session.get_session().get_service_model("sagemaker") \
-            .operation_model("CreateTrainingJob").input_shape
-        report = botocore.validate.ParamValidator().validate(req, shape)
-        if report.has_errors():
-            raise UsageError("sagemaker: the CreateTrainingJob request is invalid: "
-                             + report.generate_report().splitlines()[-1].strip())
         tarball = tar_bundle(plan.bundle, out / SOURCEDIR)
         path = out / REQUEST_FILE
         path.write_text(json.dumps(req, indent=2) + "\n")
@@ -227,6 +265,7 @@ class SageMakerBackend(Backend):
         region = plan.settings["sagemaker_region"]
         loc = self.locations(plan)
         sm, s3 = self.client("sagemaker", region), self.client("s3", region)
+        check_request(sm, req)
         handle = Handle(PROVIDER, loc["name"], plan.job.name, str(plan.run_dir),
                         extra={"region": region, "checkpoints": loc["checkpoints"], "output": loc["output"]})
         existing = self._describe(sm, loc["name"], missing_ok=True)
