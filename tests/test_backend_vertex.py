@@ -43,7 +43,7 @@ def test_dry_run_writes_a_custom_job_the_proto_accepts(tmp_path):
     assert "python -m launcher.train.launch --output-dir /gcs/example-bucket/launcher/jobs/" in script
     assert job.job_spec.base_output_directory.output_uri_prefix.startswith("gs://example-bucket/launcher/jobs/")
     plan = json.loads((out / "plan.json").read_text())
-    assert plan["offer"]["instance_type"] == "g2-standard-24" and plan["offer"]["region"] == "us-central1"
+    assert plan["offer"]["offer"] == "g2-standard-24" and plan["settings"]["vertex_region"] == "us-central1"
     for f in out.rglob("*"):
         if f.is_file() and "bundle" not in f.relative_to(out).parts[:1]:
             assert SENTINEL.encode() not in f.read_bytes(), f
@@ -65,11 +65,50 @@ def test_the_proto_rejects_unknown_fields_and_bad_enums(tmp_path, backend):
         CustomJob.from_json(json.dumps(bad))
 
 
+def test_rendered_json_round_trips_through_the_sdk(tmp_path, backend):
+    """render writes plain JSON; CustomJob.from_json reads it and to_json gives back the same data,
+    so what submit sends (from_json of that file) is exactly what the dry run shows."""
+    from google.cloud.aiplatform_v1.types import CustomJob
+    for sets in ((), ("compute.nodes=3", "compute.spot=true"), ("compute.gpu=none",),
+                 ("providers.vertex.service_account=sa@example-project.iam.gserviceaccount.com",)):
+        plan = make_plan(tmp_path / "-".join(sets or ("plain",)), *sets)
+        path, _ = backend.render(plan, tmp_path / "out")
+        d = json.loads(path.read_text())
+        back = CustomJob.to_json(CustomJob.from_json(path.read_text()), use_integers_for_enums=False,
+                                 always_print_fields_with_no_presence=False)
+        assert json.loads(back) == d == backend.request(plan), sets
+
+
+def test_accelerator_snapshot_is_the_sdks_enum():
+    """The dry run checks accelerators against a snapshot (no SDK import); this fails when the
+    installed google-cloud-aiplatform's AcceleratorType differs."""
+    from google.cloud.aiplatform_v1.types import AcceleratorType
+    from launcher.backends.vertex import ACCELERATORS
+    live = [a for a in AcceleratorType.__members__ if a != "ACCELERATOR_TYPE_UNSPECIFIED"]
+    assert sorted(ACCELERATORS) == sorted(live), f"AcceleratorType changed: ACCELERATORS = {tuple(live)}"
+
+
+def test_submit_refuses_json_the_sdk_rejects_before_any_call(tmp_path, backend, monkeypatch):
+    from launcher.errors import UsageError
+    plan = make_plan(tmp_path)
+    good = backend.request
+
+    def bad(p):
+        d = good(p)
+        d["jobSpec"]["workerPoolSpecs"][0]["machineSpec"]["gpuType"] = "T4"
+        return d
+    monkeypatch.setattr(backend, "request", bad)
+    monkeypatch.setattr(backend, "jobs_client", lambda region: pytest.fail("no call before the check"))
+    with pytest.raises(UsageError, match="CustomJob is invalid"):
+        backend.submit(plan, tmp_path / "sub")
+
+
 def test_spot_timeout_and_impossible_requests(tmp_path, backend):
     plan = make_plan(tmp_path, "compute.spot=true", "compute.max_hours=3")
     req = backend.request(plan)
-    assert req["job_spec"]["scheduling"] == {"timeout": "10800s", "restart_job_on_worker_restart": True,
-                                             "strategy": "SPOT"}
+    assert req["jobSpec"]["scheduling"] == {"timeout": "10800s", "restartJobOnWorkerRestart": True,
+                                            "strategy": "SPOT"}
+    assert "restartJobOnWorkerRestart" not in backend.request(make_plan(tmp_path / "b"))["jobSpec"]["scheduling"]
     r = launch("--provider", "vertex", str(TEMPLATE), *MANAGED_SETTINGS, "--set", "compute.gpu=A10G",
                "--dry-run", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "Traceback" not in r.stderr

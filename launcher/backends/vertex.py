@@ -1,6 +1,8 @@
 """vertex: a Vertex AI CustomJob through google-cloud-aiplatform (`aiplatform_v1`).
 
-Rendered as `vertex-custom-job.json` (CustomJob.to_json, enum names): a chief worker pool, plus a
+Rendered as `vertex-custom-job.json`, the CustomJob in its REST JSON form written from plain dicts
+(no SDK import on the dry-run path); submit parses that very file with CustomJob.from_json (which
+refuses unknown fields and enum values) and sends it. The job: a chief worker pool, plus a
 workers pool of compute.nodes-1 replicas for several nodes, each with the machine type and
 accelerator from providers.yaml, a prebuilt PyTorch GPU training container and a command that
 takes the bundle from the staging bucket through Cloud Storage FUSE (/gcs/BUCKET/...), installs
@@ -17,6 +19,7 @@ it at a stub on 127.0.0.1; google-cloud-storage follows STORAGE_EMULATOR_HOST th
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Iterator
@@ -34,6 +37,12 @@ IMAGE = "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py310:latest"
 CPU_IMAGE = "us-docker.pkg.dev/vertex-ai/training/pytorch-xla.2-4.py310:latest"
 CRED_HINT = ("run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS "
              "to a service-account key file")
+# aiplatform_v1.AcceleratorType, as google-cloud-aiplatform 2.7.0 lists it (snapshot 2026-11-29); kept
+# here so a dry run needs no SDK; the tests compare it with the installed enum.
+ACCELERATORS = ("NVIDIA_TESLA_K80", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P4", "NVIDIA_TESLA_T4",
+                "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_L4", "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB",
+                "NVIDIA_H200_141GB", "NVIDIA_B200", "NVIDIA_GB200", "NVIDIA_RTX_PRO_6000",
+                "TPU_V2", "TPU_V3", "TPU_V4_POD", "TPU_V5_LITEPOD")
 FINISHED = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED",
             "JOB_STATE_PARTIALLY_SUCCEEDED"}
 STATES = {"JOB_STATE_QUEUED": "pending", "JOB_STATE_PENDING": "pending", "JOB_STATE_RUNNING": "running",
@@ -109,12 +118,9 @@ class VertexBackend(Backend):
             choice.instance_type, choice.source = s.machine_type, "override"
         if c.gpu != "none" and not choice.accelerator:
             raise UsageError(f"vertex: no accelerator type known for {c.gpu}")
-        if choice.accelerator:
-            from google.cloud.aiplatform_v1.types import AcceleratorType
-            if choice.accelerator not in AcceleratorType.__members__:
-                raise UsageError(f"vertex: unknown accelerator {choice.accelerator}",
-                                 hint="known: " + ", ".join(a for a in AcceleratorType.__members__
-                                                            if a.startswith("NVIDIA")))
+        if choice.accelerator and choice.accelerator not in ACCELERATORS:
+            raise UsageError(f"vertex: unknown accelerator {choice.accelerator}",
+                             hint="known: " + ", ".join(a for a in ACCELERATORS if a.startswith("NVIDIA")))
         region = managed.region(plan, PROVIDER, s.region, choice.region, "us-central1")
         managed.record(plan, PROVIDER, choice, region)
         plan.settings.update(vertex_region=region, vertex_machine_type=choice.instance_type,
@@ -143,48 +149,40 @@ class VertexBackend(Backend):
         ])
 
     def request(self, plan) -> dict:
-        """The CustomJob as a dict (proto field names)."""
+        """The CustomJob in its REST JSON form (proto3 JSON: camelCase, enum names, int64 as
+        strings, defaults left out), so CustomJob.to_json(CustomJob.from_json(it)) gives it back."""
         s, c = plan.job.providers.vertex, plan.job.compute
         loc = self.locations(plan)
-        machine = {"machine_type": plan.settings["vertex_machine_type"]}
+        machine = {"machineType": plan.settings["vertex_machine_type"]}
         if plan.settings.get("vertex_accelerator"):
-            machine.update(accelerator_type=plan.settings["vertex_accelerator"],
-                           accelerator_count=plan.settings["vertex_accelerator_count"])
+            machine.update(acceleratorType=plan.settings["vertex_accelerator"],
+                           acceleratorCount=plan.settings["vertex_accelerator_count"])
         env = {**managed.TRAIN_ENV, "LAUNCHER_BUNDLE_SHA256": plan.bundle.sha256}
         image = s.image_uri or (IMAGE if c.gpu != "none" else CPU_IMAGE)
-        pool = {"machine_spec": machine, "replica_count": 1,
-                "disk_spec": {"boot_disk_type": "pd-ssd", "boot_disk_size_gb": c.disk_gb},
-                "container_spec": {"image_uri": image, "command": ["bash", "-c", self.script(plan, loc)],
-                                   "env": [{"name": k, "value": v} for k, v in env.items()]}}
-        pools = [pool] + ([{**pool, "replica_count": c.nodes - 1}] if c.nodes > 1 else [])
-        scheduling = {"timeout": f"{int(c.max_hours * 3600)}s", "restart_job_on_worker_restart": bool(c.spot)}
-        if c.spot:
-            scheduling["strategy"] = "SPOT"
-        spec = {"worker_pool_specs": pools, "base_output_directory": {"output_uri_prefix": loc["output"]},
-                "scheduling": scheduling}
+        pool = {"machineSpec": machine, "replicaCount": "1",
+                "diskSpec": {"bootDiskType": "pd-ssd", "bootDiskSizeGb": c.disk_gb},
+                "containerSpec": {"imageUri": image, "command": ["bash", "-c", self.script(plan, loc)],
+                                  "env": [{"name": k, "value": v} for k, v in env.items()]}}
+        pools = [pool] + ([{**pool, "replicaCount": str(c.nodes - 1)}] if c.nodes > 1 else [])
+        scheduling = {"timeout": f"{int(c.max_hours * 3600)}s"}
+        if c.spot:  # a preempted worker restarts the job, which resumes from the run directory
+            scheduling.update(restartJobOnWorkerRestart=True, strategy="SPOT")
+        spec = {"workerPoolSpecs": pools, "scheduling": scheduling,
+                "baseOutputDirectory": {"outputUriPrefix": loc["output"]}}
         if s.service_account:
-            spec["service_account"] = s.service_account
-        return {"display_name": loc["name"], "job_spec": spec,
+            spec["serviceAccount"] = s.service_account
+        return {"displayName": loc["name"], "jobSpec": spec,
                 "labels": {"launcher-job": plan.job.name, "bundle-sha256": plan.bundle.sha256[:32]}}
 
-    def custom_job(self, plan):
-        from google.cloud.aiplatform_v1.types import CustomJob
-        try:
-            job = CustomJob(self.request(plan))
-        except (ValueError, TypeError, KeyError) as e:
-            raise UsageError(f"vertex: the CustomJob is invalid: {_first(e)}") from None
-        counts = [w.replica_count for w in job.job_spec.worker_pool_specs]
+    def render(self, plan, out: Path) -> list[Path]:
+        """The CustomJob JSON (exactly what submit sends) and the bundle tarball; no Google SDK here."""
+        out.mkdir(parents=True, exist_ok=True)
+        job = self.request(plan)
+        counts = [int(w["replicaCount"]) for w in job["jobSpec"]["workerPoolSpecs"]]
         if counts[0] != 1 or sum(counts) != plan.job.compute.nodes or min(counts) < 1:
             raise UsageError(f"vertex: replica counts {counts} do not make {plan.job.compute.nodes} nodes")
-        return job
-
-    def render(self, plan, out: Path) -> list[Path]:
-        from google.cloud.aiplatform_v1.types import CustomJob
-        out.mkdir(parents=True, exist_ok=True)
-        job = self.custom_job(plan)
         path = out / JOB_FILE
-        path.write_text(CustomJob.to_json(job, use_integers_for_enums=False, indent=2,
-                                           always_print_fields_with_no_presence=False) + "\n")
+        path.write_text(json.dumps(job, indent=2) + "\n")
         tarball = tar_bundle(plan.bundle, out / BUNDLE_TAR)
         return [path, tarball]
 
@@ -192,6 +190,10 @@ class VertexBackend(Backend):
     def submit(self, plan, out: Path) -> Handle:
         from google.cloud.aiplatform_v1.types import CustomJob
         path, tarball = self.render(plan, out)
+        try:  # the SDK's own parser: unknown fields and enum values are refused here, before any call
+            job = CustomJob.from_json(path.read_text())
+        except Exception as e:  # noqa: BLE001 - json_format.ParseError and friends
+            raise UsageError(f"vertex: the CustomJob is invalid: {_first(e)}") from None
         s = plan.job.providers.vertex
         region, loc = plan.settings["vertex_region"], self.locations(plan)
         parent = f"projects/{s.project}/locations/{region}"
@@ -208,7 +210,6 @@ class VertexBackend(Backend):
             return handle
         bucket = self.storage_client(s.project).bucket(loc["bucket"])
         self.call(lambda: bucket.blob(loc["bundle"]).upload_from_filename(str(tarball)), "uploading the bundle")
-        job = CustomJob.from_json(path.read_text())
         created = self.call(lambda: client.create_custom_job(parent=parent, custom_job=job), "creating the job")
         handle.job_id, handle.extra["resource"] = created.name.rsplit("/", 1)[-1], created.name
         return handle
