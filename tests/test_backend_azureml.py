@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+import yaml
 from conftest import MANAGED_SETTINGS, SMALL, TEMPLATE, launch
 
 SENTINEL = "hf_SENTINEL_do_not_leak_4242"
@@ -127,6 +128,62 @@ def test_serverless_spot_and_validate_offline(tmp_path, backend):
     result = ml.jobs.validate(job)
     assert result.passed, result.error_messages
     assert backend.client_kwargs["transport"].requests == []  # validation is local
+
+
+def test_rendered_yaml_is_what_the_sdk_would_build(tmp_path, backend):
+    """render writes the YAML from plain dicts; load_job reads it, jobs.validate passes offline, and it
+    loads to the same job as the YAML azure.ai.ml's own command() builder dumps for the same settings."""
+    from azure.ai.ml import Output, command, load_job
+    from azure.ai.ml.entities import Environment
+    for sets in ((), ("compute.nodes=2", "compute.spot=true"), ("providers.azureml.compute=", "compute.spot=true"),
+                 ("providers.azureml.environment=my-env:3",)):
+        plan = make_plan(tmp_path / "-".join(sets or ("plain",)), *sets)
+        path = backend.render(plan, tmp_path / "out")[0]
+        assert (path.parent / yaml_safe(path)["code"]).resolve() == plan.bundle.path.resolve()
+        job = load_job(path)
+        assert backend.ml_client(plan.job.providers.azureml).jobs.validate(job).passed, sets
+        d = backend.job_dict(plan, str(plan.bundle.path))
+        s = plan.job.providers.azureml
+        env = d["environment"] if isinstance(d["environment"], str) else Environment(**d["environment"])
+        kw = {"compute": s.compute} if s.compute else {"instance_type": d["resources"]["instance_type"]}
+        if "queue_settings" in d:
+            kw["job_tier"] = "Spot"
+        sdk = command(name=d["name"], display_name=d["display_name"], experiment_name=d["experiment_name"],
+                      description=d["description"], code=str(plan.bundle.path), command=d["command"],
+                      environment=env, environment_variables=d["environment_variables"],
+                      instance_count=plan.job.compute.nodes, distribution=d["distribution"],
+                      outputs={"run": Output(type="uri_folder", mode="rw_mount")}, timeout=d["limits"]["timeout"],
+                      shm_size="16g", tags=d["tags"], **kw)._to_job()
+        (tmp_path / "sdk.yml").write_text(yaml.safe_dump(json.loads(json.dumps(sdk._to_dict(), default=str))))
+        a, b = _comparable(job), _comparable(load_job(tmp_path / "sdk.yml"))
+        assert a == b, (sets, sorted(a), sorted(b))
+    assert yaml_safe(path)["environment"] == "azureml:my-env:3"
+    assert job.command.startswith("pip install -r requirements.txt && ")
+
+
+def yaml_safe(path):
+    return yaml.safe_load(path.read_text())
+
+
+def _comparable(job) -> dict:
+    """The loaded job's dict without the code path (absolute in one, relative in the other) and
+    empty defaults (tags: {} vs no tags)."""
+    def prune(x):
+        if isinstance(x, dict):
+            x = {k: prune(v) for k, v in x.items() if k != "code"}
+            return {k: v for k, v in x.items() if v not in ({}, [], None)}
+        return [prune(v) for v in x] if isinstance(x, list) else x
+    return prune(json.loads(json.dumps(job._to_dict(), default=str)))
+
+
+def test_submit_refuses_yaml_the_sdk_rejects_before_any_call(tmp_path, backend, monkeypatch):
+    from launcher.errors import UsageError
+    plan = make_plan(tmp_path)
+    good = backend.job_dict
+    monkeypatch.setattr(backend, "job_dict", lambda p, code: {**good(p, code), "gpu_type": "T4"})
+    with pytest.raises(UsageError, match="job YAML does not load"):
+        backend.submit(plan, tmp_path / "sub")
+    assert backend.client_kwargs["transport"].requests == []
 
 
 def test_submit_request_is_captured_and_idempotent(tmp_path, backend):

@@ -1,7 +1,9 @@
 """azureml: an Azure ML command job through azure-ai-ml, running the bundle as its code.
 
 Rendered as `azureml-job.yml` (what `az ml job create -f` and `load_job` accept; `code: bundle`
-relative to the file): the train command writing into the job's read-write mounted output
+relative to the file), written from plain dicts with pyyaml, so a dry run imports no Azure SDK;
+submit loads that very file with azure.ai.ml.load_job (the SDK's schema) and sends it with
+jobs.create_or_update. The job: the train command writing into the job's read-write mounted output
 `run`, an environment built from the bundle's pinned requirements (a CUDA base image + a conda
 file) or the one named in providers.azureml.environment, the compute cluster or a serverless
 `resources.instance_type`, `resources.instance_count` = compute.nodes, and a PyTorch distribution.
@@ -18,7 +20,6 @@ managed identity); tests hand the MLClient a fake credential and a capturing tra
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -43,6 +44,7 @@ STATES = {"NotStarted": "pending", "Queued": "pending", "Preparing": "pending", 
           "NotResponding": "running", "Paused": "pending", "Completed": "succeeded", "Failed": "failed",
           "Canceled": "cancelled"}
 FINISHED = {"Completed", "Failed", "Canceled"}
+SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
 
 
 def _quiet_azure() -> None:
@@ -117,61 +119,57 @@ class AzureMLBackend(Backend):
         if s.compute and plan.job.compute.spot:
             plan.notes.append(f"azureml: spot follows cluster {s.compute}'s tier (low-priority or dedicated)")
 
-    def node(self, plan, code: str):
-        """The azure.ai.ml command node for the plan."""
-        _quiet_azure()
-        from azure.ai.ml import Output, command
-        from azure.ai.ml.entities import Environment
+    def job_dict(self, plan, code: str) -> dict:
+        """The command job in the YAML schema that `az ml job create -f` and load_job read."""
         s, c = plan.job.providers.azureml, plan.job.compute
         bundle = plan.bundle.path
         steps = []
         if s.environment:
-            env = s.environment
+            env = _ref(s.environment)
             steps.append("pip install -r requirements.txt")
         else:
             reqs = [r for r in (bundle / "requirements.txt").read_text().splitlines() if r.strip()]
             py = f"{sys.version_info.major}.{sys.version_info.minor}"
-            env = Environment(image=BASE_IMAGE, description="launcher: the bundle's pinned requirements",
-                              conda_file={"name": "launcher", "channels": ["conda-forge"],
-                                          "dependencies": [f"python={py}", "pip", {"pip": reqs}]})
+            env = {"description": "launcher: the bundle's pinned requirements", "image": BASE_IMAGE,
+                   "conda_file": {"name": "launcher", "channels": ["conda-forge"],
+                                  "dependencies": [f"python={py}", "pip", {"pip": reqs}]}}
         if (bundle / "requirements-nodeps.txt").read_text().strip():
             steps.append("pip install --no-deps -r requirements-nodeps.txt")
         steps.append(plan.train_command("${{outputs.%s}}" % OUTPUT))
-        kw = {}
-        if s.compute:
-            kw["compute"] = s.compute
-        else:
-            kw["instance_type"] = plan.settings["azureml_instance_type"]
-            if c.spot:
-                kw["job_tier"] = "Spot"
         gpus = plan.settings.get("azureml_gpus_per_instance") or 0
-        return command(
-            name=managed.job_name(plan, PROVIDER), display_name=plan.job.name, experiment_name=plan.job.name,
-            description="launcher job; bundle sha256 " + plan.bundle.sha256,
-            code=code, command=" && ".join(steps), environment=env,
-            environment_variables={**managed.TRAIN_ENV, "LAUNCHER_BUNDLE_SHA256": plan.bundle.sha256,
-                                   "LAUNCHER_GPUS_PER_INSTANCE": str(gpus)},
-            instance_count=c.nodes, distribution={"type": "pytorch", "process_count_per_instance": 1},
-            outputs={OUTPUT: Output(type="uri_folder", mode="rw_mount")},
-            timeout=int(c.max_hours * 3600), shm_size="16g",
-            tags={"launcher-job": plan.job.name, "bundle-sha256": plan.bundle.sha256[:32]}, **kw)
+        resources: dict = {"instance_count": c.nodes}
+        if not s.compute:
+            resources["instance_type"] = plan.settings["azureml_instance_type"]
+        resources["shm_size"] = "16g"
+        d: dict = {
+            "$schema": SCHEMA, "type": "command",
+            "name": managed.job_name(plan, PROVIDER), "display_name": plan.job.name,
+            "experiment_name": plan.job.name, "description": "launcher job; bundle sha256 " + plan.bundle.sha256,
+            "tags": {"launcher-job": plan.job.name, "bundle-sha256": plan.bundle.sha256[:32]},
+            "code": code, "command": " && ".join(steps), "environment": env,
+            "environment_variables": {**managed.TRAIN_ENV, "LAUNCHER_BUNDLE_SHA256": plan.bundle.sha256,
+                                      "LAUNCHER_GPUS_PER_INSTANCE": str(gpus)},
+        }
+        if s.compute:
+            d["compute"] = _ref(s.compute)
+        d["resources"] = resources
+        d["distribution"] = {"type": "pytorch", "process_count_per_instance": 1}
+        if c.spot and not s.compute:
+            d["queue_settings"] = {"job_tier": "spot"}
+        d["limits"] = {"timeout": int(c.max_hours * 3600)}
+        d["outputs"] = {OUTPUT: {"type": "uri_folder", "mode": "rw_mount"}}
+        return d
 
     def render(self, plan, out: Path) -> list[Path]:
+        """The job YAML (exactly what submit loads and sends), `code` relative to it; no Azure SDK here."""
         out.mkdir(parents=True, exist_ok=True)
-        job = self.node(plan, str(plan.bundle.path))._to_job()
-        d = json.loads(json.dumps(job._to_dict(), default=str))  # plain dicts for YAML
         try:
-            d["code"] = os.path.relpath(plan.bundle.path, out)
+            code = os.path.relpath(plan.bundle.path, out)
         except ValueError:  # another drive
-            d["code"] = str(plan.bundle.path)
+            code = str(plan.bundle.path)
         path = out / JOB_FILE
         path.write_text("# Azure ML command job written by launcher (az ml job create -f " + JOB_FILE + ")\n"
-                        + yaml.safe_dump(d, sort_keys=False))
-        from azure.ai.ml import load_job
-        try:
-            load_job(path)
-        except Exception as e:  # noqa: BLE001 - the SDK's own schema said no
-            raise UsageError(f"azureml: the job YAML does not load: {_first(e)}") from None
+                        + yaml.safe_dump(self.job_dict(plan, code), sort_keys=False))
         return [path]
 
     # -- submit and follow ----------------------------------------------------------------------
@@ -179,9 +177,13 @@ class AzureMLBackend(Backend):
         from azure.ai.ml import load_job
         from azure.core.exceptions import ResourceNotFoundError
         path = self.render(plan, out)[0]
+        _quiet_azure()
+        try:  # the SDK's own schema, before any call
+            job = load_job(path)
+        except Exception as e:  # noqa: BLE001 - ValidationException and friends
+            raise UsageError(f"azureml: the job YAML does not load: {_first(e)}") from None
         s = plan.job.providers.azureml
         ml = self.ml_client(s)
-        job = load_job(path)
         handle = Handle(PROVIDER, job.name, plan.job.name, str(plan.run_dir),
                         extra={"subscription_id": s.subscription_id, "resource_group": s.resource_group,
                                "workspace": s.workspace})
@@ -246,6 +248,11 @@ class AzureMLBackend(Backend):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return dest
+
+
+def _ref(name: str) -> str:
+    """An existing workspace asset (compute, environment) as the YAML names it."""
+    return name if name.startswith("azureml:") else f"azureml:{name}"
 
 
 def _status(job) -> str:
