@@ -124,8 +124,9 @@ def _estimate(plan: Plan) -> None:
     if not rows:
         return
     r = rows[0]
-    plan.offer = {k: r[k] for k in ("gpu", "gpus", "nodes", "offer", "secure", "price_per_hour",
-                                    "spot_price_per_hour", "price_as_of", "price_source", "price_verified")}
+    priced = {k: r[k] for k in ("gpu", "gpus", "nodes", "offer", "secure", "price_per_hour",
+                                "spot_price_per_hour", "price_as_of", "price_source", "price_verified")}
+    plan.offer = {**priced, **(plan.offer or {})}  # what the backend chose (instance, region) wins
     plan.estimate = {k: r[k] for k in ("estimated_hours", "estimated_cost_usd", "spot_cost_usd", "billing",
                                        "time_basis", "quota_warnings")}
     spot = plan.job.compute.spot and r["spot_cost_usd"] is not None
