@@ -154,6 +154,22 @@ def test_overfitting_beats_chance_accuracy(tmp_path):
     assert diag(tmp_path, train, evals, steps_per_epoch=2)["pattern"] == "overfitting"
 
 
+def test_overfitting_memorising_without_generalising(tmp_path):
+    """A tiny training set: training loss collapses, validation loss never leaves ln 2."""
+    train = [(i, y) for i, y in enumerate(falling(14, start=0.68, end=0.17), start=1)]
+    evals = [(i, 0.690 - 0.0005 * i if i < 12 else 0.686 + 0.001 * (i - 12), 0.6) for i in range(1, 15)]
+    d = diag(tmp_path, train, evals, steps_per_epoch=1)
+    assert d["pattern"] == "overfitting" and d["rule"] == "memorising"
+    assert "memorises the training set" in d["evidence"][0]
+
+
+def test_learning_then_flat_validation_is_not_memorising(tmp_path):
+    """Validation loss well below ln 2 from the first evaluation on: it generalised, then levelled."""
+    train = falling(30, start=0.69, end=0.2)
+    evals = [(100, 0.33, 0.86), (200, 0.31, 0.87), (300, 0.305, 0.87)]
+    assert diag(tmp_path, train, evals)["pattern"] == "healthy"
+
+
 # ---- underfitting ----
 
 def test_underfitting_flat_training_loss(tmp_path):

@@ -16,6 +16,9 @@ The rules, first match wins; every threshold lives in `Thresholds` below:
 |   |              | `overfit_rise_single` (20 %)                                                     |
 | 4 | overfitting  | validation loss has not improved for >= `stall_evals` (3) evaluations while       |
 |   |              | training loss fell >= `stall_train_drop` (50 %): memorising, not generalising    |
+|   |              | or (classification, >= `stall_evals` evaluations) training loss fell >= 50 %      |
+|   |              | while the best validation loss never got `memorise_val_gain` (5 %) below the loss |
+|   |              | of a uniform guess ln(K): the model learns the training set and nothing else     |
 | 5 | underfitting | training loss fell < `underfit_train_drop` (10 %) and is still high: >=           |
 |   |              | `underfit_loss_frac` (50 %) of chance loss ln(K) (classification), or validation |
 |   |              | loss also fell < 10 % (causal-lm)                                                 |
@@ -55,6 +58,8 @@ class Thresholds:
     train_kept_falling: float = 0.10  # training loss fell by this fraction since the best evaluation
     stall_evals: int = 3           # evaluations without improvement ...
     stall_train_drop: float = 0.50  # ... while training loss fell by this fraction -> overfitting
+    memorise_val_gain: float = 0.05  # best validation loss not this far below ln(K) while training
+                                     # loss fell stall_train_drop -> overfitting (memorising)
     underfit_train_drop: float = 0.10  # training loss fell by less than this fraction ...
     underfit_loss_frac: float = 0.50   # ... and is still >= this share of chance loss ln(K)
     underfit_acc_gain: float = 0.10    # best accuracy closes less than this share of chance -> 1
@@ -161,6 +166,13 @@ def diagnose(run: RunData, th: Thresholds = THRESHOLDS) -> dict:
                 found.append(("overfitting", [
                     f"validation loss has not improved for {since} evaluations (best {_f(best_v)} at "
                     f"step {best_s}) while {train_txt} (-{_pct(fell)})"], "validation_stall"))
+        total_drop = 1 - end / start if start and end is not None and start > 0 else 0.0
+        if not found and chance_loss and len(fin_e) >= th.stall_evals \
+                and total_drop >= th.stall_train_drop and best_v >= (1 - th.memorise_val_gain) * chance_loss:
+            found.append(("overfitting", [
+                f"training loss fell {_f(start)} → {_f(end)} (-{_pct(total_drop)}) while validation loss "
+                f"never got below the loss of a uniform guess, ln({run.num_labels}) = {_f(chance_loss)} "
+                f"(best {_f(best_v)} at step {best_s}): the model memorises the training set"], "memorising"))
 
     if not found and tl:
         drop = 1 - end / start if start and start > 0 else 0.0
