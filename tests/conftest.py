@@ -61,6 +61,14 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
 
 
+def managed_plan(provider: str, tmp_path: Path, *sets: str):
+    """A plan for a managed platform from the demo template, small, with its settings set."""
+    from launcher.jobfile import load_job
+    from launcher.plan import make_plan
+    overrides = [s for s in MANAGED_SETTINGS + SMALL if s != "--set"] + list(sets) + [f"output.dir={tmp_path / 'run'}"]
+    return make_plan(load_job(str(TEMPLATE), overrides), provider, tmp_path / "bundle")
+
+
 def launch(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the `launch` CLI in a subprocess (the way users run it)."""
     e = dict(os.environ)

@@ -8,17 +8,14 @@ import time
 
 import pytest
 import yaml
-from conftest import MANAGED_SETTINGS, SMALL, TEMPLATE, launch
+from conftest import MANAGED_SETTINGS, TEMPLATE, launch, managed_plan
 
 SENTINEL = "hf_SENTINEL_do_not_leak_4242"
 ARM = "https://management.azure.com"
 
 
 def make_plan(tmp_path, *sets):
-    from launcher.jobfile import load_job
-    from launcher.plan import make_plan as mk
-    overrides = [s for s in MANAGED_SETTINGS + SMALL if s != "--set"] + list(sets) + [f"output.dir={tmp_path / 'run'}"]
-    return mk(load_job(str(TEMPLATE), overrides), "azureml", tmp_path / "bundle")
+    return managed_plan("azureml", tmp_path, *sets)
 
 
 class FakeCredential:

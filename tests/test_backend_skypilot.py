@@ -250,7 +250,6 @@ def test_spot_submit_goes_to_managed_jobs(tmp_path, sky, monkeypatch):
 
 
 def test_spot_fetch_reads_the_bucket(tmp_path, monkeypatch):
-    from launcher.backends import skyjobs
     from launcher.backends.base import Handle
     got = {"run/a/metrics.jsonl": b"{}", "run/a/checkpoints/step-000002/COMPLETE": b"x"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import MANAGED_SETTINGS, SMALL, TEMPLATE, launch
+from conftest import MANAGED_SETTINGS, TEMPLATE, launch, managed_plan
 
 from stubs.vertex_stub import Stub
 
@@ -13,10 +13,7 @@ SENTINEL = "hf_SENTINEL_do_not_leak_4242"
 
 
 def make_plan(tmp_path, *sets):
-    from launcher.jobfile import load_job
-    from launcher.plan import make_plan as mk
-    overrides = [s for s in MANAGED_SETTINGS + SMALL if s != "--set"] + list(sets) + [f"output.dir={tmp_path / 'run'}"]
-    return mk(load_job(str(TEMPLATE), overrides), "vertex", tmp_path / "bundle")
+    return managed_plan("vertex", tmp_path, *sets)
 
 
 @pytest.fixture

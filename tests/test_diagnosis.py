@@ -8,7 +8,6 @@ import math
 import random
 from pathlib import Path
 
-import pytest
 
 from launcher.report import diagnosis as dg
 from launcher.report.diagnosis import THRESHOLDS, Thresholds, diagnose, diagnose_run

@@ -90,12 +90,7 @@ def learning_curves(run, dest: Path, diagnosis: Optional[dict] = None) -> Path:
     if run.in_progress:
         title += "  ·  in progress"
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    dest.mkdir(parents=True, exist_ok=True)
-    path = dest / "learning_curves.png"
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, dest / "learning_curves.png")
 
 
 def confusion_matrix(labels: list, matrix: list[list[int]], dest: Path) -> Path:
@@ -115,9 +110,12 @@ def confusion_matrix(labels: list, matrix: list[list[int]], dest: Path) -> Path:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("confusion matrix (validation)")
+    return _save(plt, fig, dest / "confusion_matrix.png")
+
+
+def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
-    dest.mkdir(parents=True, exist_ok=True)
-    path = dest / "confusion_matrix.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
