@@ -81,3 +81,15 @@ class MissingDependencyError(UsageError):
 
     def __init__(self, what: str, extra: str):
         super().__init__(f"{what} is not installed", hint=f"pip install 'launcher[{extra}]'")
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message ('' when it has none), for one-line errors."""
+    return (str(e).strip().splitlines() or [""])[0][:limit]
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """The whole message on one line (its type name when empty): for provider errors whose
+    detail may sit past the first line."""
+    return (" ".join(str(e).split()) or type(e).__name__)[:limit]
+

@@ -4,7 +4,6 @@ launch and dry-run records in plan.json. Offline: prices come from providers.yam
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 
 def _busy_warning() -> list[str]:
@@ -18,11 +17,6 @@ def _busy_warning() -> list[str]:
         return [f"this machine is busy (load {load:.1f} on {cores} cores): a local run will take longer "
                 "than estimated, which assumes the cores are free"]
     return []
-
-
-def _local_gpus() -> int:
-    d = Path("/proc/driver/nvidia/gpus")
-    return len(list(d.iterdir())) if d.is_dir() else 0
 
 
 def build_rows(loaded, providers=None, accept_risk: bool = False, today=None,
@@ -124,7 +118,8 @@ def _apply_live(row: dict, name: str, choice, secs: float, prov, nodes: int) -> 
 def _local_offer(name, c, cat):
     from launcher.catalog import InstanceChoice
     offer = cat.provider(name).offers[0]
-    n = _local_gpus()
+    from launcher.train.launch import count_gpus
+    n = count_gpus()
     if n and c.gpu != "none":   # this machine has GPUs: assume they are what the job names
         return [InstanceChoice(name, c.gpu, c.gpus, min(n, c.gpus), f"{n} local GPU(s)", 0.0, None, None,
                                "assumes the local GPUs are the job's compute.gpu", None, offer)]

@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-from launcher.errors import CredentialsError, LauncherError, ProviderError, UsageError
+from launcher.errors import CredentialsError, LauncherError, ProviderError, UsageError, first_line
 from launcher.train import state as st
 
 SCHEMES = ("s3", "gs")
@@ -150,7 +150,7 @@ def _client_error(scheme: str, uri: str, e: Exception) -> LauncherError:
                         "ExpiredToken") or status in (401, 403) or name in ("Forbidden", "Unauthorized",
                                                                             "NoCredentialsError",
                                                                             "DefaultCredentialsError"))
-    first = (str(e).strip().splitlines() or [""])[0][:200]
+    first = first_line(e, 200)
     if refused:
         how = ("set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE with s3:GetObject and "
                "s3:ListBucket on the bucket" if scheme == "s3" else

@@ -32,7 +32,7 @@ import yaml
 from launcher.backends import managed
 from launcher.backends.base import Backend, CredentialCheck, Handle, JobStatus
 from launcher.backends.retry import raise_for_fault, with_retries
-from launcher.errors import CredentialsError, ProviderError, UsageError
+from launcher.errors import CredentialsError, ProviderError, UsageError, one_line
 
 PROVIDER = "azureml"
 JOB_FILE = "azureml-job.yml"
@@ -94,11 +94,11 @@ class AzureMLBackend(Backend):
         try:
             return with_retries(PROVIDER, fn, what=what)
         except ClientAuthenticationError as e:
-            raise CredentialsError(PROVIDER, f"the credentials for azureml were refused: {_first(e)}",
+            raise CredentialsError(PROVIDER, f"the credentials for azureml were refused: {one_line(e)}",
                                    hint=CRED_HINT) from None
         except HttpResponseError as e:
             raise_for_fault(PROVIDER, e, CRED_HINT)
-            raise ProviderError(PROVIDER, f"{what} failed: {_first(e)}",
+            raise ProviderError(PROVIDER, f"{what} failed: {one_line(e)}",
                                 hint="check subscription_id, resource_group, workspace and compute "
                                      "in providers.azureml") from None
 
@@ -181,7 +181,7 @@ class AzureMLBackend(Backend):
         try:  # the SDK's own schema, before any call
             job = load_job(path)
         except Exception as e:  # noqa: BLE001 - ValidationException and friends
-            raise UsageError(f"azureml: the job YAML does not load: {_first(e)}") from None
+            raise UsageError(f"azureml: the job YAML does not load: {one_line(e)}") from None
         s = plan.job.providers.azureml
         ml = self.ml_client(s)
         handle = Handle(PROVIDER, job.name, plan.job.name, str(plan.run_dir),
@@ -258,7 +258,3 @@ def _ref(name: str) -> str:
 def _status(job) -> str:
     s = getattr(job, "status", None)
     return str(getattr(s, "value", s))
-
-
-def _first(e: BaseException) -> str:
-    return (" ".join(str(e).split()) or type(e).__name__)[:300]

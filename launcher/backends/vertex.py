@@ -28,7 +28,7 @@ from launcher.backends import managed
 from launcher.backends.base import Backend, CredentialCheck, Handle, JobStatus
 from launcher.backends.retry import raise_for_fault, with_retries
 from launcher.bundle import tar_bundle
-from launcher.errors import CredentialsError, ProviderError, UsageError
+from launcher.errors import CredentialsError, ProviderError, UsageError, one_line
 
 PROVIDER = "vertex"
 JOB_FILE = "vertex-custom-job.json"
@@ -53,10 +53,6 @@ STATES = {"JOB_STATE_QUEUED": "pending", "JOB_STATE_PENDING": "pending", "JOB_ST
 
 def endpoint(region: str) -> str:
     return os.environ.get("LAUNCHER_VERTEX_ENDPOINT") or f"{region}-aiplatform.googleapis.com"
-
-
-def _first(e: BaseException) -> str:
-    return (" ".join(str(e).split()) or type(e).__name__)[:300]
 
 
 class VertexBackend(Backend):
@@ -104,7 +100,7 @@ class VertexBackend(Backend):
             return with_retries(PROVIDER, fn, what=what)
         except gexc.GoogleAPICallError as e:
             raise_for_fault(PROVIDER, e, CRED_HINT)
-            raise ProviderError(PROVIDER, f"{what} failed: {_first(e)}",
+            raise ProviderError(PROVIDER, f"{what} failed: {one_line(e)}",
                                 hint="check project, region and staging_bucket in providers.vertex") from None
 
     # -- plan -----------------------------------------------------------------------------------
@@ -193,7 +189,7 @@ class VertexBackend(Backend):
         try:  # the SDK's own parser: unknown fields and enum values are refused here, before any call
             job = CustomJob.from_json(path.read_text())
         except Exception as e:  # noqa: BLE001 - json_format.ParseError and friends
-            raise UsageError(f"vertex: the CustomJob is invalid: {_first(e)}") from None
+            raise UsageError(f"vertex: the CustomJob is invalid: {one_line(e)}") from None
         s = plan.job.providers.vertex
         region, loc = plan.settings["vertex_region"], self.locations(plan)
         parent = f"projects/{s.project}/locations/{region}"
@@ -250,7 +246,7 @@ class VertexBackend(Backend):
             return
         except gexc.GoogleAPICallError as e:
             raise_for_fault(PROVIDER, e, CRED_HINT)
-            raise ProviderError(PROVIDER, f"cancelling the job failed: {_first(e)}") from None
+            raise ProviderError(PROVIDER, f"cancelling the job failed: {one_line(e)}") from None
 
     def fetch(self, handle: Handle, dest: Path) -> Path:
         """The run directory (gs://BUCKET/.../run) into dest."""

@@ -90,9 +90,9 @@ def dispatch(cmd: str, rest: list[str]) -> int:
     except Exception as e:  # noqa: BLE001 - the one place an unexpected failure becomes a line
         if debug:
             raise
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        from launcher.errors import first_line
         from launcher.redact import redact
-        print(redact(f"error: unexpected {type(e).__name__}: {first} (rerun with --debug for the traceback)"),
+        print(redact(f"error: unexpected {type(e).__name__}: {first_line(e)} (rerun with --debug for the traceback)"),
               file=sys.stderr)
         return 1
 

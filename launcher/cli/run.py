@@ -26,7 +26,6 @@ def add_arguments(p, _cmd: str) -> None:
 
 def run(args, out, _cmd: str) -> int:
     from launcher.jobfile import load_job
-    from launcher.plan import make_plan
 
     loaded = load_job(args.job, args.overrides)
     provider = args.provider
@@ -47,9 +46,7 @@ def run(args, out, _cmd: str) -> int:
 
     if args.dry_run:
         dest = Path(args.out or f"plan-{loaded.job.name}-{provider}")
-        plan = make_plan(loaded, provider, dest / "bundle", accept_privacy_risk=args.accept_privacy_risk,
-                         resume_from=args.resume_from, backend=backend)
-        _privacy_note(plan, out)
+        plan = _plan(args, loaded, backend, out, dest / "bundle")
         written = backend.render(plan, dest)
         plan_path = plan.write(dest)
         if out.json_mode:
@@ -69,6 +66,16 @@ def run(args, out, _cmd: str) -> int:
     return _submit(args, loaded, backend, out)
 
 
+def _plan(args, loaded, backend, out, bundle_dir: Path):
+    """make_plan with this command's flags, then the privacy note every launch and dry-run prints."""
+    from launcher.plan import make_plan
+
+    plan = make_plan(loaded, backend.provider, bundle_dir, accept_privacy_risk=args.accept_privacy_risk,
+                     resume_from=args.resume_from, backend=backend)
+    _privacy_note(plan, out)
+    return plan
+
+
 def _privacy_note(plan, out) -> None:
     d = plan.privacy
     out.info(d.note)
@@ -80,7 +87,6 @@ def _privacy_note(plan, out) -> None:
 
 def _run_local(args, loaded, backend, out) -> int:
     from launcher.backends.local import check_reuse, move_aside
-    from launcher.plan import make_plan
     from launcher.progress import follow
 
     run_dir = Path(loaded.job.run_dir()).resolve()
@@ -89,9 +95,7 @@ def _run_local(args, loaded, backend, out) -> int:
         if old:
             out.info(f"--fresh: the previous run was kept at {old}")
     staging = run_dir / ".bundle-new"
-    plan = make_plan(loaded, "local", staging, accept_privacy_risk=args.accept_privacy_risk,
-                     resume_from=args.resume_from, backend=backend)
-    _privacy_note(plan, out)
+    plan = _plan(args, loaded, backend, out, staging)
     try:
         mode = check_reuse(run_dir, (staging / "job.yaml").read_text())
     except Exception:
@@ -111,8 +115,8 @@ def _run_local(args, loaded, backend, out) -> int:
         from launcher.train.state import latest_checkpoint
         ck = latest_checkpoint(run_dir)
         out.info(f"Resuming from {ck}" if ck else "Resuming: no complete checkpoint yet, starting over")
-    from launcher.train.launch import _count_gpus
-    gpus = _count_gpus()
+    from launcher.train.launch import count_gpus
+    gpus = count_gpus()
     where = f"{gpus} local GPU(s)" if gpus else "CPU (no GPU here)"
     if loaded.job.compute.gpu != "none":
         out.info(f"local: compute.gpu {loaded.job.compute.gpu} is for remote providers; "
@@ -163,7 +167,6 @@ def _print_results(run_dir: Path, out) -> None:
 
 def _submit(args, loaded, backend, out) -> int:
     from launcher import handles
-    from launcher.plan import make_plan
 
     dest = Path(loaded.job.run_dir()).resolve()
     cred = backend.check_credentials()
@@ -175,9 +178,7 @@ def _submit(args, loaded, backend, out) -> int:
     if not cred.ok:
         from launcher.errors import CredentialsError
         raise CredentialsError(backend.provider, f"no credentials: {cred.detail}", hint=cred.hint)
-    plan = make_plan(loaded, backend.provider, dest / "bundle", accept_privacy_risk=args.accept_privacy_risk,
-                     resume_from=args.resume_from, backend=backend)
-    _privacy_note(plan, out)
+    plan = _plan(args, loaded, backend, out, dest / "bundle")
     plan.write(dest)
     handle = backend.submit(plan, dest)
     handles.remember(handle)
@@ -196,11 +197,7 @@ def _submit(args, loaded, backend, out) -> int:
 def _export(args, loaded, backend, out, dest: Path, why: str) -> int:
     """Providers with no job API (or no credentials, where exporting is useful): write the
     artifact into the run directory and say how to run it."""
-    from launcher.plan import make_plan
-
-    plan = make_plan(loaded, backend.provider, dest / "bundle", accept_privacy_risk=args.accept_privacy_risk,
-                     resume_from=args.resume_from, backend=backend)
-    _privacy_note(plan, out)
+    plan = _plan(args, loaded, backend, out, dest / "bundle")
     written = backend.render(plan, dest)
     plan.write(dest)
     for p in written:

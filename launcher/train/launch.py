@@ -34,10 +34,15 @@ class Topology:
     source: str = "single machine"
 
 
-def _count_gpus() -> int:
+def count_gpus() -> int:
+    """GPUs on this machine: what the platform says, else the NVIDIA driver's list (no process
+    started: `launch compare` calls this too), else nvidia-smi."""
     v = os.environ.get("SKYPILOT_NUM_GPUS_PER_NODE") or os.environ.get("SM_NUM_GPUS")
     if v and v.isdigit():
         return int(v)
+    driver = "/proc/driver/nvidia/gpus"
+    if os.path.isdir(driver):
+        return len(os.listdir(driver))
     if shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
@@ -50,7 +55,7 @@ def _count_gpus() -> int:
 def detect(env: dict[str, str] | None = None, gpus: int | None = None) -> Topology:
     """Cluster shape from the environment each platform sets on every node."""
     env = dict(os.environ if env is None else env)
-    gpus = _count_gpus() if gpus is None else gpus
+    gpus = count_gpus() if gpus is None else gpus
     if "SKYPILOT_NODE_IPS" in env:  # SkyPilot: newline-separated, head first
         ips = [x for x in env["SKYPILOT_NODE_IPS"].split("\n") if x.strip()]
         return Topology(len(ips), int(env.get("SKYPILOT_NODE_RANK", "0")), ips[0],

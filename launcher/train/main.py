@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from launcher.errors import LauncherError, UsageError
+from launcher.errors import LauncherError, UsageError, first_line
 from launcher.job import Job
 from launcher.train import state as st
 
@@ -44,8 +44,7 @@ def main(argv=None) -> None:
     except Exception as e:  # noqa: BLE001 - full traceback to the log, then one summary line
         import traceback
         traceback.print_exc()
-        first = (str(e).strip().splitlines() or [""])[0][:300]
-        print(f"error: {type(e).__name__}: {first}", file=sys.stderr, flush=True)
+        print(f"error: {type(e).__name__}: {first_line(e)}", file=sys.stderr, flush=True)
         code = 1
     _record_exit(args.output_dir, code)
     sys.exit(code)
@@ -226,8 +225,7 @@ def run(args) -> int:
             try:
                 accelerator.load_state(str(ckpt))
             except Exception as e:  # noqa: BLE001 - a checkpoint of another model or shape
-                first = (str(e).strip().splitlines() or [""])[0][:200]
-                raise UsageError(f"cannot resume from {ckpt}: {type(e).__name__}: {first}",
+                raise UsageError(f"cannot resume from {ckpt}: {type(e).__name__}: {first_line(e, 200)}",
                                  hint="resume only a run of the same model and task, or pass --fresh") from None
             rs.update({k: v for k, v in saved.items() if k in rs})
             rs["job_sha256"], rs["processes"] = job_sha, accelerator.num_processes
