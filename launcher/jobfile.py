@@ -129,7 +129,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return parts, parsed
 
 
-def apply_overrides(raw: dict, overrides: list[str]) -> None:
+def apply_overrides(raw: dict, overrides: list[str]) -> set[str]:
+    """Apply `dotted.path=value` items to the raw job; returns the dotted paths set."""
+    paths: set[str] = set()
     for item in overrides:
         parts, value = parse_override(item)
         node = raw
@@ -142,6 +144,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> None:
                                field=".".join(parts))
             node = nxt
         node[parts[-1]] = value
+        paths.add(".".join(parts))
+    return paths
 
 
 def _validation_error(e: ValidationError, path: Path, positions: dict, overridden: set) -> JobError:
@@ -178,8 +182,7 @@ def load_job(path: str | os.PathLike, overrides: list[str] | None = None) -> Loa
                        hint="start from a file in job_templates/")
     raw, positions = _compose(text, p)
     overrides = list(overrides or [])
-    apply_overrides(raw, overrides)
-    overridden = {parse_override(o)[0] and ".".join(parse_override(o)[0]) for o in overrides}
+    overridden = apply_overrides(raw, overrides)
     try:
         job = Job.model_validate(raw)
     except ValidationError as e:
