@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -104,7 +105,7 @@ def _run_local(args, loaded, backend, out) -> int:
     if (run_dir / "bundle").exists():
         shutil.rmtree(run_dir / "bundle")
     staging.rename(run_dir / "bundle")
-    plan.bundle = plan.bundle.__class__(run_dir / "bundle", plan.bundle.sha256, plan.bundle.files)
+    plan.bundle = dataclasses.replace(plan.bundle, path=run_dir / "bundle")
     plan.run_dir = run_dir
     plan.write(run_dir)
     if mode == "complete":
