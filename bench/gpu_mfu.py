@@ -4,8 +4,10 @@
     python bench/gpu_mfu.py --smoke      # tiny model on CPU: checks the script itself, no MFU claim
 
 A Llama-style model built from a config with random weights (no hub here; MFU does not depend on
-the weights), trained on synthetic tokens with bf16 autocast over fp32 master weights (what the
-launcher's mixed_precision=bf16 does), SDPA attention, fused AdamW, grad clipping 1.0.
+the weights), trained on synthetic tokens with the training program's own step
+(launcher/train/main.py): accelerate's mixed_precision="bf16" (autocast over fp32 master weights),
+AdamW (fused) over the program's parameter groups, accelerator.backward, clip_grad_norm_ 1.0, and
+no host read of the loss inside the loop. SDPA attention.
 MFU = achieved model FLOP/s / the GPU's dense bf16 peak, with model FLOPs per token
 6 * N (N = parameters without the input embedding) + 12 * layers * hidden * seq (attention),
 the PaLM appendix-B accounting; no credit for recomputation.
@@ -65,7 +67,11 @@ def main() -> int:
     t_start = time.perf_counter()
 
     import torch
+    from accelerate import Accelerator
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from launcher.train.model import param_groups  # the program's groups: no decay on norms/biases
 
     def result(**kw) -> int:
         print(json.dumps({"bench": "gpu", "date": time.strftime("%Y-%m-%d"), **kw}), flush=True)
@@ -98,18 +104,20 @@ def main() -> int:
         model = LlamaForCausalLM(cfg)
     model.config.use_cache = False
     n_params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01,
-                            fused=dev.type == "cuda")
+    opt = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-4, fused=True)
+    # As the program sets it up: bf16 on a GPU, full precision on CPU (the smoke run).
+    accelerator = Accelerator(mixed_precision="bf16" if dev.type == "cuda" else "no", cpu=dev.type != "cuda")
+    model, opt = accelerator.prepare(model, opt)
     fwd = torch.compile(model) if a.compile and not a.smoke else model
     gen = torch.Generator(device="cpu").manual_seed(0)
     data = torch.randint(0, cfg.vocab_size, (8, batch, seq), generator=gen).to(dev)
+    mask = torch.ones_like(data[0])
 
     def step(i: int) -> torch.Tensor:
         x = data[i % data.shape[0]]
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
-            loss = fwd(input_ids=x, labels=x).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        loss = fwd(input_ids=x, attention_mask=mask, labels=x).loss
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         return loss.detach()
@@ -139,12 +147,12 @@ def main() -> int:
     mfu = achieved / (peak * 1e12) if peak else None
     mem = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
     print(f"gpu bench: {name} ({mem_gb:.0f} GiB), Llama-style {n_params / 1e6:.0f}M params, seq {seq}, "
-          f"batch {batch}, bf16 autocast{', compiled' if a.compile else ''}: {done * batch / dt:.2f} examples/s, "
+          f"batch {batch}, {accelerator.mixed_precision} mixed precision{', compiled' if a.compile and not a.smoke else ''}: {done * batch / dt:.2f} examples/s, "
           f"{tokens / dt:,.0f} tokens/s, {achieved / 1e12:.1f} TFLOP/s"
           + (f", MFU {mfu:.1%} of {peak:.0f}" if mfu is not None else f" ({peak_src})")
           + (f", peak memory {mem:.1f} GiB" if mem is not None else ""), flush=True)
     return result(gpu=name, gpu_memory_gib=round(mem_gb, 1), model=f"llama-{size}", parameters=n_params,
-                  seq=seq, batch=batch, steps=done, compiled=bool(a.compile), precision="bf16-autocast",
+                  seq=seq, batch=batch, steps=done, compiled=bool(a.compile and not a.smoke), precision=f"accelerate mixed_precision={accelerator.mixed_precision}",
                   examples_per_s=round(done * batch / dt, 3), tokens_per_s=round(tokens / dt, 1),
                   achieved_tflops=round(achieved / 1e12, 2), peak_tflops=peak, peak_source=peak_src,
                   mfu=round(mfu, 4) if mfu is not None else None,

@@ -216,11 +216,20 @@ def accuracy(run: Path) -> float:
     return json.loads((run / "eval_metrics.json").read_text())["eval_accuracy"]
 
 
+def token_counts(run: Path) -> tuple[int, int, int]:
+    s = json.loads((run / "summary.json").read_text())
+    return s["examples_seen"], s["real_tokens"], s["padded_tokens"]
+
+
+REFERENCE_COUNTS = {}
+
+
 @pytest.fixture(scope="module")
 def reference(bundle, tmp_path_factory):
     run = tmp_path_factory.mktemp("a") / "run"
     rc, log = train(bundle, run)
     assert rc == 0, log[-2000:]
+    REFERENCE_COUNTS["ref"] = token_counts(run)
     return accuracy(run)
 
 
@@ -247,6 +256,8 @@ def test_sigterm_checkpoints_exits_143_and_resumes_elsewhere(bundle, reference, 
     assert rc == 0, log[-2000:]
     assert "Resuming from" in log and ck.name in log
     assert abs(accuracy(tmp_path / "c") - reference) <= 0.005
+    # The counters kept on the device between log steps survive the stop and the resume exactly.
+    assert token_counts(tmp_path / "c") == REFERENCE_COUNTS["ref"]
     steps = [json.loads(x)["step"] for x in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()
              if json.loads(x)["type"] == "checkpoint"]
     assert steps[0] <= json.loads((ck / st.STATE_FILE).read_text())["global_step"]  # history carried over

@@ -181,11 +181,3 @@ def set_offline_when_local(job: Job, base: Path) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-
-def padding_stats(batch: dict) -> tuple[int, int]:
-    mask = batch["attention_mask"]
-    return int(mask.sum()), int(mask.numel())
-
-
-

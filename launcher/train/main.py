@@ -147,14 +147,18 @@ def run(args) -> int:
     from transformers import get_linear_schedule_with_warmup
 
     from launcher.train import evaluate as ev
-    from launcher.train.data import (Collator, LengthGroupedBatches, load_splits, padding_stats,
-                                     tokenize)
+    from launcher.train.data import Collator, LengthGroupedBatches, load_splits, tokenize
     from launcher.train.model import build_model, count_parameters, load_tokenizer, param_groups
 
     t = job.training
     # cpu=True with no GPU: several CPU processes then join with gloo (MULTI_CPU).
+    from accelerate import DataLoaderConfiguration
+    gpu = torch.cuda.is_available()
+    # On a GPU, batches are collated into pinned memory and copied without blocking, so the host
+    # prepares batch k+1 while the GPU still runs step k (the loop never waits on the GPU, below).
     accelerator = Accelerator(gradient_accumulation_steps=t.gradient_accumulation_steps,
-                              mixed_precision=_mixed_precision(job), cpu=not torch.cuda.is_available())
+                              mixed_precision=_mixed_precision(job), cpu=not gpu,
+                              dataloader_config=DataLoaderConfiguration(non_blocking=gpu))
     main_proc = accelerator.is_main_process
     if main_proc:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -179,7 +183,7 @@ def run(args) -> int:
     # Its own generator: starting an iterator draws a seed, and from torch's global RNG that draw
     # would shift dropout after a mid-epoch resume (the run would not match an uninterrupted one).
     train_dl = torch.utils.data.DataLoader(train_feats, batch_sampler=sampler, collate_fn=collate,
-                                           generator=torch.Generator().manual_seed(t.seed))
+                                           generator=torch.Generator().manual_seed(t.seed), pin_memory=gpu)
     val_dl = ev.eval_loader(val_ds, t.batch_size * 2, collate)
 
     # ---- model, optimizer, schedule ----
@@ -250,8 +254,19 @@ def run(args) -> int:
     last_ckpt_step = rs["global_step"] if resumed_from else -1
     last_res = None
 
+    # Per-step figures stay on the device and are read back only when logged or saved: a read
+    # (.item(), int(tensor)) every step would make the host wait for the GPU each step, and the
+    # next batch could no longer be prepared while the GPU computes.
+    pending = {"loss": torch.zeros((), device=accelerator.device),
+               "real": torch.zeros((), dtype=torch.long, device=accelerator.device)}
+
+    def flush_tokens():
+        rs["real_tokens"] += int(pending["real"].item()) * accelerator.num_processes
+        pending["real"].zero_()
+
     def checkpoint():
         nonlocal last_ckpt_step
+        flush_tokens()
         protect = {rs["best_step"]} if rs["best_step"] is not None else set()
         path = st.save_checkpoint(accelerator, run_dir, rs["global_step"], dict(rs), t.keep_checkpoints, protect)
         last_ckpt_step = rs["global_step"]
@@ -286,7 +301,7 @@ def run(args) -> int:
     # ---- loop ----
     model.train()
     stopped_early = False
-    window = {"loss": 0.0, "n": 0, "examples": 0, "t0": time.perf_counter()}
+    window = {"n": 0, "examples": 0, "t0": time.perf_counter()}
     status = "completed"
     while rs["epoch"] < t.epochs and not stopped_early:
         sampler.epoch = rs["epoch"]
@@ -304,13 +319,13 @@ def run(args) -> int:
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            real, padded = padding_stats(batch)
-            n_ex = batch["input_ids"].shape[0] * accelerator.num_processes
+            mask = batch["attention_mask"]
+            n_ex = mask.shape[0] * accelerator.num_processes
             rs["micro_in_epoch"] += 1
             rs["examples_seen"] += n_ex
-            rs["real_tokens"] += real * accelerator.num_processes
-            rs["padded_tokens"] += padded * accelerator.num_processes
-            window["loss"] += out.loss.detach().float().item()
+            pending["real"] += mask.sum()
+            rs["padded_tokens"] += mask.numel() * accelerator.num_processes
+            pending["loss"] += out.loss.detach().float()
             window["n"] += 1
             window["examples"] += n_ex
             now = time.perf_counter()
@@ -321,12 +336,13 @@ def run(args) -> int:
             rs["global_step"] += 1
             if rs["global_step"] % t.logging_every == 0 or rs["micro_in_epoch"] >= micro_per_epoch:
                 dt = max(time.perf_counter() - window["t0"], 1e-9)
-                loss = accelerator.reduce(torch.tensor(window["loss"] / max(window["n"], 1),
-                                                       device=accelerator.device), "mean").item()
+                loss = accelerator.reduce(pending["loss"] / max(window["n"], 1), "mean").item()
+                pending["loss"].zero_()
+                flush_tokens()
                 metrics.write({"type": "train", "step": rs["global_step"], "epoch": round(epoch_float(), 4),
                                "loss": loss, "learning_rate": scheduler.get_last_lr()[0],
                                "examples_per_s": window["examples"] / dt})
-                window.update(loss=0.0, n=0, examples=0, t0=time.perf_counter())
+                window.update(n=0, examples=0, t0=time.perf_counter())
             if eval_steps and rs["global_step"] % eval_steps == 0 and t.eval_every != "epoch":
                 stopped_early = evaluate()
                 model.train()
@@ -371,6 +387,7 @@ def run(args) -> int:
             accelerator.load_state(str(best))
             model_step = rs["best_step"]
             log(f"Restored the best model (step {model_step})")
+    flush_tokens()
     ev.finish(accelerator, model, tokenizer, val_dl, val_ds, splits, job, run_dir, rs,
               status=status, model_step=model_step, n_params=n_params, metrics=metrics,
               steps_per_epoch=steps_per_epoch, last=last_res)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from launcher.errors import DataError
-from launcher.job import Job
+
+if TYPE_CHECKING:  # annotations only: param_groups stays importable without pydantic (bench/gpu_mfu.py)
+    from launcher.job import Job
 
 
 def resolve_ref(ref: str, base: Path) -> str:
