@@ -5,8 +5,9 @@ compute request (GPU type, GPUs per node, regions) onto one provider offer: the 
 instance types, or a marketplace's per-GPU offer times the count.
 
 Where the file lives: `providers.yaml` at the project root (next to the `launcher` package in a
-source or editable install). `$LAUNCHER_PROVIDERS_YAML` points elsewhere (tests use a tmp copy);
-a `launcher/providers.yaml` shipped as package data is used when the root file is absent.
+source or editable install). `launcher/providers.yaml` links to it, and a wheel build copies the
+file there as package data, so a plain install reads its own copy (tests/test_packaging.py).
+`$LAUNCHER_PROVIDERS_YAML` points elsewhere (tests use a tmp copy).
 
 Region matching (used here and by the privacy policy): a wanted entry matches a provider region
 when, ignoring case, it equals the region name, is a prefix of it followed by '-' ('eu' matches

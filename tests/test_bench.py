@@ -95,3 +95,24 @@ def test_gpu_sh_whole_flow_in_smoke_mode():
     assert all(run["examples_per_s"] > 0 for run in out["runs"].values())
     assert out["model"] == "llama-smoke" and out["mfu"] is None and "target_met" not in out
     assert out["precision"] == "accelerate mixed_precision=no" and out["final_loss"] > 0
+
+
+# How torch names each catalog GPU (torch.cuda.get_device_name), for the cross-check below.
+TORCH_NAMES = {"L4": "NVIDIA L4", "A10G": "NVIDIA A10G", "A10": "NVIDIA A10",
+               "A100-40GB": "NVIDIA A100-SXM4-40GB", "A100-80GB": "NVIDIA A100-SXM4-80GB",
+               "H100": "NVIDIA H100 80GB HBM3", "H200": "NVIDIA H200", "L40S": "NVIDIA L40S",
+               "RTX4090": "NVIDIA GeForce RTX 4090", "RTX3090": "NVIDIA GeForce RTX 3090",
+               "RTX6000Ada": "NVIDIA RTX 6000 Ada Generation"}
+
+
+def test_peak_table_agrees_with_the_catalog(monkeypatch):
+    """bench/gpu_mfu.py keeps its own copy (the GPU machine it runs on has no pydantic to read
+    providers.yaml with); both must give every bf16 GPU the same peak."""
+    from launcher.catalog import load_catalog
+
+    monkeypatch.delenv("PEAK_TFLOPS", raising=False)
+    m = load_gpu_mfu()
+    bf16 = {name: spec.bf16 for name, spec in load_catalog().gpus.items() if spec.bf16}
+    assert set(bf16) == set(TORCH_NAMES), "name the new catalog GPU in TORCH_NAMES"
+    for name, peak in bf16.items():
+        assert m.peak_tflops(TORCH_NAMES[name])[0] == peak, name
