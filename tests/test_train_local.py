@@ -5,6 +5,12 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +113,72 @@ def test_smollm2_finetune_tiny(tmp_path):
     ev = json.loads((run_dir / "eval_metrics.json").read_text())
     assert 1 < ev["eval_perplexity"] < 1e4
     assert (run_dir / "model" / "model.safetensors").exists()
+
+
+def test_sigterm_stops_two_processes_at_the_same_step_and_resumes(tmp_path):
+    """Only the first process is told to stop (the others never see a signal): the per-step
+    agreement must still bring both to the same checkpoint, and the run must resume from it."""
+    plan = tmp_path / "plan"
+    sets = ["--set", "data.max_train_samples=640", "--set", "data.max_eval_samples=32",
+            "--set", "training.epochs=1", "--set", "training.checkpoint_every=2"]
+    r = launch("--provider", "local", str(TEMPLATE), *sets, "--dry-run", "--out", str(plan))
+    assert r.returncode == 0, r.stderr
+    bundle, run_dir = plan / "bundle", tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(bundle), TRANSFORMERS_VERBOSITY="error")
+    cmd = [sys.executable, "-m", "launcher.train.launch", "--output-dir", str(run_dir), "--processes", "2"]
+    log = tmp_path / "train.log"
+    with log.open("w") as f:
+        p = subprocess.Popen(cmd, cwd=bundle, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while p.poll() is None and not list(run_dir.glob("checkpoints/*/COMPLETE")) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.3)
+            ranks = _worker_pids(p.pid)
+            assert len(ranks) == 2, (ranks, log.read_text()[-2000:])
+            os.kill(min(ranks), signal.SIGTERM)  # one worker only
+            rc = p.wait(timeout=300)  # without the agreement the other worker waits forever
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert rc == 143, text[-3000:]
+    end = _records(run_dir, "end")[-1]
+    assert end["status"] == "interrupted"
+    stopped_at = end["step"]
+    assert 0 < stopped_at < 20 and (run_dir / "checkpoints" / f"step-{stopped_at:06d}" / "COMPLETE").exists()
+    with log.open("a") as f:
+        rc = subprocess.run(cmd, cwd=bundle, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=900).returncode
+    assert rc == 0, log.read_text()[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text())["global_step"] == 20
+
+
+def _worker_pids(root: int) -> list[int]:
+    """The training processes under the launcher, from /proc: those running train.py whose parent
+    runs it too (the parent is `accelerate launch ... train.py`)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmdline = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"train.py") for a in cmdline) and _descends(int(d.name), root):
+            found.append(int(d.name))
+    return [pid for pid in found if _parent(pid) in found]
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _descends(pid: int, root: int) -> bool:
+    while pid > 1:
+        if pid == root:
+            return True
+        pid = _parent(pid)
+    return False

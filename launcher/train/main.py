@@ -91,6 +91,7 @@ class _Stop:
 
     def __init__(self):
         self.requested = None
+        self._group = None
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
@@ -101,12 +102,18 @@ class _Stop:
 
     def check(self, accelerator) -> bool:
         """True when any process was told to stop. With several processes the flag is agreed on
-        every step (one tiny all-reduce), so all of them reach the checkpoint's collectives at
-        the same step instead of one waiting there while another is still in backward()."""
+        every step, so all of them reach the checkpoint's collectives at the same step instead of
+        one waiting there while another is still in backward(). The agreement is a host-only
+        all-reduce of a CPU tensor over its own gloo group: reducing a GPU tensor and reading it
+        back would make every process wait for its GPU to finish the step, every step."""
         if accelerator.num_processes > 1:
             import torch
-            flag = torch.tensor([0.0 if self.requested is None else 1.0], device=accelerator.device)
-            if accelerator.reduce(flag, "sum").item() > 0 and self.requested is None:
+            import torch.distributed as dist
+            if self._group is None:  # every process gets here at its first step: a collective call
+                self._group = dist.new_group(backend="gloo")
+            flag = torch.tensor([0 if self.requested is None else 1], dtype=torch.int32)
+            dist.all_reduce(flag, group=self._group)
+            if int(flag) > 0 and self.requested is None:
                 self.requested = "SIGTERM"
         return self.requested is not None
 
