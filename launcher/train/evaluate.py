@@ -57,19 +57,19 @@ def evaluate(accelerator, model, val_dl, causal: bool, num_labels: int) -> EvalR
             ex_tokens = valid.sum(-1)
             ex_correct = ((shift_logits.argmax(-1) == shift_labels) & valid).sum(-1)
             g = accelerator.gather_for_metrics((batch["idx"], ex_loss_sum, ex_tokens, ex_correct))
-            idx.append(g[0].cpu())
-            losses.append(g[1].cpu())
-            tok_counts.append(g[2].cpu())
-            correct_toks.append(g[3].cpu())
+            for lst, x in zip((idx, losses, tok_counts, correct_toks), g):
+                lst.append(x)
         else:
             loss = torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
             p = torch.softmax(logits, -1)
             conf, pred = p.max(-1)
             g = accelerator.gather_for_metrics((batch["idx"], pred, conf, batch["labels"], loss))
             for lst, x in zip((idx, preds, probs, labels, losses), g):
-                lst.append(x.cpu())
+                lst.append(x)
     model.train()
-    cat = (lambda xs: torch.cat(xs).numpy() if xs else np.zeros(0))
+    # Per-example figures stay on the device until here: one copy back at the end instead of a
+    # host wait on every batch.
+    cat = (lambda xs: torch.cat(xs).cpu().numpy() if xs else np.zeros(0))
     res = EvalResult(metrics={}, idx=cat(idx), losses=cat(losses))
     if causal:
         toks = cat(tok_counts)
