@@ -363,3 +363,28 @@ def test_fetch_gs_through_the_real_client(gcs_stub, tmp_path):
     status["code"] = 403
     with pytest.raises(CredentialsError, match="were refused"):
         fetch_uri("gs://b/exp/run", tmp_path / "d2")
+
+
+def test_stop_flag_goes_over_the_device_when_gloo_is_missing(monkeypatch, capsys):
+    """A torch built without gloo: the stop agreement falls back to reducing a device tensor."""
+    import torch
+    import torch.distributed as dist
+
+    import launcher.train.main as tm
+
+    def no_gloo(**_kw):
+        raise RuntimeError("Gloo backend is not available")
+
+    monkeypatch.setattr(signal, "signal", lambda *_a: None)  # keep pytest's own handlers
+    monkeypatch.setattr(dist, "new_group", no_gloo)
+
+    class TwoProcesses:
+        num_processes, device = 2, torch.device("cpu")
+
+        def reduce(self, t, op):
+            assert op == "sum"
+            return t + 1  # the other process was told to stop
+
+    stop = tm._Stop()
+    assert stop.check(TwoProcesses()) and stop.requested == "SIGTERM"
+    assert "no gloo group (Gloo backend is not available)" in capsys.readouterr().out

@@ -110,9 +110,18 @@ class _Stop:
             import torch
             import torch.distributed as dist
             if self._group is None:  # every process gets here at its first step: a collective call
-                self._group = dist.new_group(backend="gloo")
-            flag = torch.tensor([0 if self.requested is None else 1], dtype=torch.int32)
-            dist.all_reduce(flag, group=self._group)
+                try:
+                    self._group = dist.new_group(backend="gloo")
+                except (RuntimeError, ValueError) as e:  # a torch built without gloo: on the device
+                    print(f"launcher: no gloo group ({first_line(e, 120)}); stop flags go over the device",
+                          flush=True)
+                    self._group = False
+            if self._group is False:
+                flag = torch.tensor([0 if self.requested is None else 1], device=accelerator.device)
+                flag = accelerator.reduce(flag, "sum")
+            else:
+                flag = torch.tensor([0 if self.requested is None else 1], dtype=torch.int32)
+                dist.all_reduce(flag, group=self._group)
             if int(flag) > 0 and self.requested is None:
                 self.requested = "SIGTERM"
         return self.requested is not None
