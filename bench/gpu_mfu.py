@@ -63,6 +63,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=20, help="measured steps (after 3 warm-up steps)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (adds compile time)")
     ap.add_argument("--smoke", action="store_true", help="tiny model on CPU: check the script only")
+    ap.add_argument("--fake-oom-above", type=int, default=0, help=argparse.SUPPRESS)  # tests: OOM above this batch
     a = ap.parse_args()
     t_start = time.perf_counter()
 
@@ -79,7 +80,7 @@ def main() -> int:
 
     if a.smoke:
         dev, name, mem_gb = torch.device("cpu"), "cpu (smoke)", 0.0
-        size, seq, batch, steps = "smoke", 64, 2, 2
+        size, seq, batch, steps = "smoke", 64, a.batch or 2, 2
     else:
         if not torch.cuda.is_available():
             print("gpu bench: no CUDA GPU visible to torch; nothing to measure", flush=True)
@@ -109,12 +110,18 @@ def main() -> int:
     accelerator = Accelerator(mixed_precision="bf16" if dev.type == "cuda" else "no", cpu=dev.type != "cuda")
     model, opt = accelerator.prepare(model, opt)
     fwd = torch.compile(model) if a.compile and not a.smoke else model
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    data = torch.randint(0, cfg.vocab_size, (8, batch, seq), generator=gen).to(dev)
-    mask = torch.ones_like(data[0])
+    oom_error = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+    def make_data(b: int):
+        x = torch.randint(0, cfg.vocab_size, (8, b, seq), generator=torch.Generator().manual_seed(0)).to(dev)
+        return x, torch.ones_like(x[0])
+
+    data, mask = make_data(batch)
 
     def step(i: int) -> torch.Tensor:
         x = data[i % data.shape[0]]
+        if a.fake_oom_above and x.shape[0] > a.fake_oom_above:
+            raise oom_error("fake out-of-memory (--fake-oom-above)")
         loss = fwd(input_ids=x, attention_mask=mask, labels=x).loss
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -123,9 +130,22 @@ def main() -> int:
         return loss.detach()
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    for i in range(3):  # warm-up: allocator, kernels, compile
-        step(i)
-    sync()
+    while True:  # warm-up (allocator, kernels, compile); a batch that does not fit is halved
+        try:
+            for i in range(3):
+                step(i)
+            sync()
+            break
+        except oom_error:
+            if batch == 1:
+                raise
+            opt.zero_grad(set_to_none=True)
+            data = mask = None
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            print(f"gpu bench: batch {batch} does not fit in memory; trying {batch // 2}", flush=True)
+            batch //= 2
+            data, mask = make_data(batch)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()

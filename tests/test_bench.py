@@ -116,3 +116,12 @@ def test_peak_table_agrees_with_the_catalog(monkeypatch):
     assert set(bf16) == set(TORCH_NAMES), "name the new catalog GPU in TORCH_NAMES"
     for name, peak in bf16.items():
         assert m.peak_tflops(TORCH_NAMES[name])[0] == peak, name
+
+
+def test_a_batch_that_does_not_fit_is_halved_until_it_does():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_mfu.py"), "--smoke", "--batch", "8",
+                        "--fake-oom-above", "2"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "batch 8 does not fit in memory; trying 4" in r.stdout and "trying 2" in r.stdout
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["batch"] == 2 and out["steps"] == 2 and out["examples_per_s"] > 0
