@@ -4,6 +4,7 @@ otherwise (logs, CI). Reads only the metrics stream, so it works for any run dir
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,13 +12,14 @@ from pathlib import Path
 
 class MetricsTail:
     def __init__(self, path: Path):
-        self.path, self.pos, self.buf = path, 0, ""
+        self.path, self.pos, self.buf, self.ino = path, 0, "", None
 
     def read(self) -> list[dict]:
         try:
             with self.path.open() as f:
-                if self.path.stat().st_size < self.pos:  # rewritten on resume: read it again
-                    self.pos, self.buf = 0, ""
+                st = os.fstat(f.fileno())
+                if st.st_ino != self.ino or st.st_size < self.pos:  # replaced or cut on resume: read it again
+                    self.pos, self.buf, self.ino = 0, "", st.st_ino
                 f.seek(self.pos)
                 data = f.read()
                 self.pos = f.tell()
@@ -43,8 +45,10 @@ def _fmt_eval(rec: dict) -> str:
 def follow(run_dir: Path, proc, out) -> None:
     """Draw progress until `proc` exits."""
     tail = MetricsTail(run_dir / "metrics.jsonl")
-    # Skip what an earlier attempt left: only this attempt's lines from its 'start' on.
-    tail.pos = (run_dir / "metrics.jsonl").stat().st_size if (run_dir / "metrics.jsonl").exists() else 0
+    # Only this attempt's records: by their time, not by where the file ended when we started. A
+    # resume rewrites the file (it drops what came after its checkpoint) before it appends, so
+    # an old end-of-file offset can land in the middle of the new 'start' record.
+    since = time.time()
     live = sys.stderr.isatty() and not out.quiet
     state = {"total": None, "step": 0, "epoch": 0.0, "loss": None, "eps": None, "epochs": None}
     t0 = time.time()
@@ -59,6 +63,8 @@ def follow(run_dir: Path, proc, out) -> None:
         while True:
             done = proc.poll() is not None
             for rec in tail.read():
+                if rec.get("time", since) < since:
+                    continue
                 typ = rec.get("type")
                 if typ == "start":
                     state.update(total=rec["total_steps"], epochs=rec["epochs"], step=rec.get("step", 0))

@@ -216,7 +216,11 @@ class MetricsWriter:
                 continue
             if rec.get("step", 0) <= step or rec.get("type") == "start":
                 keep.append(line)
-        self.path.write_text("".join(f"{x}\n" for x in keep))
+        # A new file put in place atomically: a kill here leaves the old history whole, and a
+        # reader following the file sees a new inode and starts over (launcher/progress.py).
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(f"{x}\n" for x in keep))
+        os.replace(tmp, self.path)
 
     def write(self, rec: dict[str, Any]) -> None:
         if not self.enabled:
