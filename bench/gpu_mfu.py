@@ -109,8 +109,9 @@ def main() -> int:
     # As the program sets it up: bf16 on a GPU, full precision on CPU (the smoke run).
     accelerator = Accelerator(mixed_precision="bf16" if dev.type == "cuda" else "no", cpu=dev.type != "cuda")
     model, opt = accelerator.prepare(model, opt)
-    fwd = torch.compile(model) if a.compile and not a.smoke else model
-    oom_error = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    compiled = a.compile and not a.smoke
+    fwd = torch.compile(model) if compiled else model
+    oom_error = torch.cuda.OutOfMemoryError
 
     def make_data(b: int):
         x = torch.randint(0, cfg.vocab_size, (8, b, seq), generator=torch.Generator().manual_seed(0)).to(dev)
@@ -167,12 +168,12 @@ def main() -> int:
     mfu = achieved / (peak * 1e12) if peak else None
     mem = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
     print(f"gpu bench: {name} ({mem_gb:.0f} GiB), Llama-style {n_params / 1e6:.0f}M params, seq {seq}, "
-          f"batch {batch}, {accelerator.mixed_precision} mixed precision{', compiled' if a.compile and not a.smoke else ''}: {done * batch / dt:.2f} examples/s, "
+          f"batch {batch}, {accelerator.mixed_precision} mixed precision{', compiled' if compiled else ''}: {done * batch / dt:.2f} examples/s, "
           f"{tokens / dt:,.0f} tokens/s, {achieved / 1e12:.1f} TFLOP/s"
           + (f", MFU {mfu:.1%} of {peak:.0f}" if mfu is not None else f" ({peak_src})")
           + (f", peak memory {mem:.1f} GiB" if mem is not None else ""), flush=True)
     return result(gpu=name, gpu_memory_gib=round(mem_gb, 1), model=f"llama-{size}", parameters=n_params,
-                  seq=seq, batch=batch, steps=done, compiled=bool(a.compile and not a.smoke), precision=f"accelerate mixed_precision={accelerator.mixed_precision}",
+                  seq=seq, batch=batch, steps=done, compiled=compiled, precision=f"accelerate mixed_precision={accelerator.mixed_precision}",
                   examples_per_s=round(done * batch / dt, 3), tokens_per_s=round(tokens / dt, 1),
                   achieved_tflops=round(achieved / 1e12, 2), peak_tflops=peak, peak_source=peak_src,
                   mfu=round(mfu, 4) if mfu is not None else None,

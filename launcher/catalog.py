@@ -163,9 +163,8 @@ def catalog_path() -> Path:
     env = os.environ.get("LAUNCHER_PROVIDERS_YAML")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent
-    root = here.parent / "providers.yaml"
-    return root if root.exists() else here / "providers.yaml"
+    # In a checkout this link resolves to the root file; in a wheel it is the file itself.
+    return (Path(__file__).parent / "providers.yaml").resolve()
 
 
 def parse_catalog(text: str, origin: str = "providers.yaml") -> Catalog:

@@ -221,16 +221,18 @@ def token_counts(run: Path) -> tuple[int, int, int]:
     return s["examples_seen"], s["real_tokens"], s["padded_tokens"]
 
 
-REFERENCE_COUNTS = {}
-
 
 @pytest.fixture(scope="module")
-def reference(bundle, tmp_path_factory):
+def reference_run(bundle, tmp_path_factory):
     run = tmp_path_factory.mktemp("a") / "run"
     rc, log = train(bundle, run)
     assert rc == 0, log[-2000:]
-    REFERENCE_COUNTS["ref"] = token_counts(run)
-    return accuracy(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run):
+    return accuracy(reference_run)
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +244,7 @@ def interrupted(bundle, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_exits_143_and_resumes_elsewhere(bundle, reference, interrupted, tmp_path):
+def test_sigterm_checkpoints_exits_143_and_resumes_elsewhere(bundle, reference_run, reference, interrupted, tmp_path):
     run, rc, log = interrupted
     assert rc == st.PREEMPTED_EXIT, log[-2000:]
     assert "Stopped by SIGTERM" in log
@@ -257,7 +259,7 @@ def test_sigterm_checkpoints_exits_143_and_resumes_elsewhere(bundle, reference, 
     assert "Resuming from" in log and ck.name in log
     assert abs(accuracy(tmp_path / "c") - reference) <= 0.005
     # The counters kept on the device between log steps survive the stop and the resume exactly.
-    assert token_counts(tmp_path / "c") == REFERENCE_COUNTS["ref"]
+    assert token_counts(tmp_path / "c") == token_counts(reference_run)
     steps = [json.loads(x)["step"] for x in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()
              if json.loads(x)["type"] == "checkpoint"]
     assert steps[0] <= json.loads((ck / st.STATE_FILE).read_text())["global_step"]  # history carried over

@@ -10,8 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import ROOT, SMALL, TEMPLATE, launch
@@ -154,31 +154,9 @@ def test_sigterm_stops_two_processes_at_the_same_step_and_resumes(tmp_path):
 
 
 def _worker_pids(root: int) -> list[int]:
-    """The training processes under the launcher, from /proc: those running train.py whose parent
-    runs it too (the parent is `accelerate launch ... train.py`)."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmdline = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(a.endswith(b"train.py") for a in cmdline) and _descends(int(d.name), root):
-            found.append(int(d.name))
-    return [pid for pid in found if _parent(pid) in found]
-
-
-def _parent(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _descends(pid: int, root: int) -> bool:
-    while pid > 1:
-        if pid == root:
-            return True
-        pid = _parent(pid)
-    return False
+    """The training processes under the launcher: those running train.py whose parent runs it too
+    (the parent is `accelerate launch ... train.py`); psutil, as launcher/train/launch.py finds them."""
+    procs = [p for p in psutil.Process(root).children(recursive=True)
+             if any(a.endswith("train.py") for a in p.cmdline())]
+    pids = {p.pid for p in procs}
+    return [p.pid for p in procs if p.ppid() in pids]

@@ -158,7 +158,7 @@ def run(args) -> int:
     from launcher.train.data import set_offline_when_local
     set_offline_when_local(job, base)
     import torch
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
 
@@ -167,11 +167,10 @@ def run(args) -> int:
     from launcher.train.model import build_model, count_parameters, load_tokenizer, param_groups
 
     t = job.training
-    # cpu=True with no GPU: several CPU processes then join with gloo (MULTI_CPU).
-    from accelerate import DataLoaderConfiguration
     gpu = torch.cuda.is_available()
-    # On a GPU, batches are collated into pinned memory and copied without blocking, so the host
-    # prepares batch k+1 while the GPU still runs step k (the loop never waits on the GPU, below).
+    # cpu=True with no GPU: several CPU processes then join with gloo (MULTI_CPU). On a GPU,
+    # batches are collated into pinned memory and copied without blocking, so the host prepares
+    # batch k+1 while the GPU still runs step k (the loop never waits on the GPU, below).
     accelerator = Accelerator(gradient_accumulation_steps=t.gradient_accumulation_steps,
                               mixed_precision=_mixed_precision(job), cpu=not gpu,
                               dataloader_config=DataLoaderConfiguration(non_blocking=gpu))
